@@ -1,0 +1,1 @@
+"""One module per ``velo`` subcommand, each with ``add_parser(subparsers)``."""

@@ -1,0 +1,49 @@
+"""One entry point for every optimizer velo can train with: learned or hand-designed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optax
+
+from velo import baselines
+
+LEARNED = "velo"
+
+
+def names() -> list[str]:
+    """Every optimizer name `make` accepts."""
+    return sorted([LEARNED, *baselines.names()])
+
+
+def make(
+    name: str,
+    num_steps: int,
+    *,
+    learning_rate: float | None = None,
+    checkpoint: str | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> optax.GradientTransformationExtraArgs:
+    """Build optimizer ``name`` for a run of ``num_steps`` steps.
+
+    Args:
+      name: ``"velo"`` for the learned optimizer, or a `velo.baselines.names()` entry.
+      num_steps: the run's length (the learned optimizer conditions on it).
+      learning_rate: for hand-designed optimizers; their default when ``None``.
+      checkpoint: for ``"velo"``: a path or shipped checkpoint name; the default when ``None``.
+      hparams: further keyword arguments of the optimizer.
+    """
+    hparams = dict(hparams or {})
+    if name == LEARNED:
+        if learning_rate is not None:
+            raise ValueError("the learned optimizer takes no learning rate; drop --lr")
+        from velo import lopt
+
+        return lopt.optax_lopt(num_steps, checkpoint=checkpoint, **hparams)
+    if name not in baselines.names():
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(names())}")
+    if checkpoint is not None:
+        raise ValueError(f"--checkpoint applies to the learned optimizer only, not {name!r}")
+    if learning_rate is not None:
+        hparams["learning_rate"] = learning_rate
+    return baselines.make(name, **hparams)
