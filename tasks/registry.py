@@ -1,33 +1,42 @@
-"""Named tasks: ``tasks.get(name)`` builds one, ``tasks.names()`` lists them."""
+"""Named tasks and tasks by spec: ``get(name)``, ``names()``, ``build(spec)``, all cached."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 from tasks.base import Task
-from tasks.classification import classification_task
-from tasks.digits import load_digits
-from tasks.mlp import MLP
+from tasks.build import DEFAULT_STEPS, make_task
+from tasks.heldout import HELDOUT
+from tasks.spec import TaskSpec
 
+DIGITS_MLP = TaskSpec("mlp", "digits8", {"hidden": [128], "activation": "relu"}, 128)
 
-def _digits_mlp() -> Task:
-    spec = {"family": "mlp", "dataset": "digits", "hidden": [128], "batch_size": 128, "seed": 0}
-    model = MLP(hidden=tuple(spec["hidden"]), num_outputs=10)
-    return classification_task("digits_mlp", spec, model, load_digits(spec["seed"]), 128)
-
-
-_BUILDERS: dict[str, Callable[[], Task]] = {"digits_mlp": _digits_mlp}
+NAMED: dict[str, tuple[TaskSpec, int]] = {"digits_mlp": (DIGITS_MLP, 2000), **HELDOUT}
+_NAME_OF = {spec: name for name, (spec, _) in NAMED.items()}
 
 
 def names() -> list[str]:
-    """Sorted names of every registered task."""
-    return sorted(_BUILDERS)
+    """Sorted names of every named task: ``digits_mlp`` and the held-out suite."""
+    return sorted(NAMED)
 
 
-@functools.cache
 def get(name: str) -> Task:
     """The task called ``name``; built once per process and shared, so compiled code is reused."""
-    if name not in _BUILDERS:
+    if name not in NAMED:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(names())}")
-    return _BUILDERS[name]()
+    spec, steps = NAMED[name]
+    return make_task(spec, name, steps)
+
+
+def build(spec: TaskSpec | Mapping[str, Any]) -> Task:
+    """The task for ``spec`` (a `TaskSpec` or its JSON dict); the same spec gives the same object.
+
+    A spec equal to a named task's gives that task (with its name and step budget); any other
+    is named by `TaskSpec.short_name` with a budget of 1,000 steps.
+    """
+    if not isinstance(spec, TaskSpec):
+        spec = TaskSpec.from_dict(spec)
+    if spec in _NAME_OF:
+        return get(_NAME_OF[spec])
+    return make_task(spec, spec.short_name(), DEFAULT_STEPS)

@@ -1,19 +1,64 @@
 """Every hand-designed optimizer by name, under one calling convention.
 
 ``make(name, **hparams)`` returns an `optax.GradientTransformationExtraArgs` whose update is
-``update(grads, state, params, *, loss=None, loss_fn=None)``.
+``update(grads, state, params, *, loss=None, loss_fn=None)``, wrapped by
+`velo.baselines.guard.skip_nonfinite` (float params checked at init; steps with a non-finite loss
+or gradient are skipped and leave the state unchanged). ``defaults(name)`` lists the accepted
+hyperparameters with their defaults; ``eval_params_fn(name)`` gives the point to evaluate at for
+optimizers whose iterate is not it (schedule-free, Lookahead), else ``None``.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import optax
+from optax import contrib
 
-_REGISTRY: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "adam": lambda learning_rate=1e-3, **kw: optax.adam(learning_rate, **kw),
-    "sgd": lambda learning_rate=1e-2, **kw: optax.sgd(learning_rate, **kw),
+from velo.baselines import guard
+from velo.baselines.gi_adam import gi_adam
+from velo.baselines.lookahead import ranger, slow_params
+from velo.baselines.mechanic import mechanic
+from velo.baselines.radam import radam
+from velo.baselines.salsa import salsa, salsa_paper
+
+EvalParamsFn = Callable[[Any, Any], Any]
+
+
+class _Entry(NamedTuple):
+    build: Callable[..., optax.GradientTransformation]
+    defaults: dict[str, Any]  # overrides of (or additions to) ``build``'s own defaults
+    eval_params: EvalParamsFn | None = None
+
+
+def _schedule_free_eval(state: guard.GuardState, params: optax.Params) -> optax.Params:
+    return contrib.schedule_free_eval_params(state.inner, params)
+
+
+def _lookahead_eval(state: guard.GuardState, params: optax.Params) -> optax.Params:
+    return slow_params(state.inner, params)
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "adam": _Entry(optax.adam, {"learning_rate": 1e-3}),
+    "sgd": _Entry(optax.sgd, {"learning_rate": 0.1}),
+    "momentum": _Entry(optax.sgd, {"learning_rate": 0.01, "momentum": 0.9}),
+    "radam": _Entry(radam, {}),
+    "lion": _Entry(optax.lion, {"learning_rate": 3e-4}),
+    "salsa": _Entry(salsa, {}),
+    "salsa_paper": _Entry(salsa_paper, {}),
+    "ranger": _Entry(ranger, {}, _lookahead_eval),
+    "gi_adam": _Entry(gi_adam, {}),
+    "prodigy": _Entry(contrib.prodigy, {}),
+    "dadapt_adamw": _Entry(contrib.dadapt_adamw, {}),
+    "mechanic": _Entry(mechanic, {}),
+    "cocob": _Entry(contrib.cocob, {}),
+    "schedule_free_adamw": _Entry(contrib.schedule_free_adamw, {}, _schedule_free_eval),
+    "dog": _Entry(contrib.dog, {}),
 }
 
 
@@ -22,15 +67,48 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **hparams) -> optax.GradientTransformationExtraArgs:
-    """The optimizer ``name`` built with ``hparams`` (e.g. ``learning_rate=3e-4``)."""
+def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """Every hyperparameter optimizer ``name`` accepts, with its default (``learning_rate`` first
+    when it takes one; LR-free methods' ``learning_rate`` is a multiplier, default 1.0)."""
+    entry = _entry(name)
+    own = {
+        p.name: p.default for p in inspect.signature(entry.build).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return {**own, **entry.defaults}
+
+
+def eval_params_fn(name: str) -> EvalParamsFn | None:
+    """``(opt_state, params) -> params`` to evaluate a ``make(name)`` run at, or ``None`` when the
+    trained params are that point. Pass it as `velo.train.train`'s ``eval_params``."""
+    return _entry(name).eval_params
+
+
+def make(name: str, **hparams) -> optax.GradientTransformationExtraArgs:
+    """The optimizer ``name`` built with ``hparams`` (e.g. ``learning_rate=3e-4``).
+
+    Hyperparameters may be JAX tracers (e.g. a vmapped learning-rate grid); only concrete numbers
+    are validated. Raises `ValueError` for an unknown name or hyperparameter, a learning rate that
+    is not a positive finite number, or a hyperparameter the method rejects.
+    """
+    accepted = defaults(name)
+    unknown = sorted(set(hparams) - set(accepted))
+    if unknown:
+        hint = ""
+        if "learning_rate" in unknown:
+            hint = f" ({name} sets its own step size and takes no learning rate)"
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for optimizer {name!r}{hint}; "
+            f"valid: {', '.join(accepted)}"
+        )
     lr = hparams.get("learning_rate")
-    if lr is not None and not lr > 0:
-        raise ValueError(f"learning_rate must be > 0, got {lr}")
-    try:
-        inspect.signature(_REGISTRY[name]).bind(**hparams)
-        return optax.with_extra_args_support(_REGISTRY[name](**hparams))
-    except TypeError as e:
-        raise ValueError(f"bad hyperparameters for optimizer {name!r}: {e}") from None
+    if isinstance(lr, numbers.Real) and not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"learning_rate must be > 0 and finite, got {lr} (optimizer {name!r})")
+    settings = {**_entry(name).defaults, **hparams}
+    return guard.skip_nonfinite(_entry(name).build(**settings))

@@ -1,4 +1,4 @@
-"""Multi-layer perceptron classifier."""
+"""Multi-layer perceptron."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ class MLP(nn.Module):
     """Flattens its input and applies ``Dense -> activation`` per hidden width, then a linear head.
 
     Attributes:
-      hidden: widths of the hidden layers (may be empty: logistic regression).
+      hidden: widths of the hidden layers (may be empty: a linear model).
       num_outputs: width of the output layer.
-      activation: elementwise nonlinearity between layers.
+      activation: name of a `flax.linen` nonlinearity (``relu``, ``gelu``, ``tanh``).
     """
 
     hidden: Sequence[int]
@@ -23,6 +23,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``[batch, ...]`` -> ``[batch, num_outputs]``."""
         act = getattr(nn, self.activation)
         x = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):

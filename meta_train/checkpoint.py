@@ -1,0 +1,160 @@
+"""A run directory: its config, orbax checkpoints of the ES state, and their safe reopening.
+
+Layout of ``out/``: ``config.json`` (the meta-training config), ``checkpoints/<generation>/``
+(orbax: ``state`` = ES state and, for truncated ES, the inner training states; ``meta`` = JSON with
+the generation, the next generation's PRNG key, the config and the last metrics), ``log.jsonl``.
+
+Every check runs before anything is written, so a failed start (bad config, a directory holding
+another run, an unreadable checkpoint) leaves existing checkpoints as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from meta_train.config import RESUMABLE_FIELDS, Config
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
+
+
+class RunStore:
+    """Checkpoints of one run directory, opened for a fresh start or to resume."""
+
+    def __init__(self, out: str, config: Config, resume: bool):
+        self.out = os.path.abspath(out)
+        self.config = config
+        saved = read_config(self.out)
+        existing = _steps(self.out)
+        if not resume and (saved is not None or existing):
+            raise ValueError(
+                f"{self.out} already holds a meta-training run; pass --resume to continue it or "
+                f"choose another --out"
+            )
+        if saved is not None:
+            _check_same_run(saved, config, self.out)
+        try:
+            os.makedirs(self.out, exist_ok=True)
+            _write_json(os.path.join(self.out, CONFIG_FILE), config.to_dict())
+        except OSError as e:
+            raise ValueError(f"cannot write to --out {out!r}: {e.strerror}") from None
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+            ocp.checkpoint_managers.LatestN(config.keep_checkpoints),
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda m: m["validation"], reverse=True, n=1,
+                keep_checkpoints_without_metrics=False,
+            ),
+        ])
+        self.manager = ocp.CheckpointManager(
+            os.path.join(self.out, CHECKPOINTS),
+            options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, generation: int, state: Any, mean: Any, meta: dict,
+             validation: float | None) -> None:
+        """Checkpoint ``state`` (ES and inner states), ``mean`` (the mean meta-parameters, apart
+        so export reads only them) and ``meta`` (JSON) as ``generation``.
+
+        ``validation`` (lower is better) ranks the checkpoint for keeping the best one.
+        """
+        metrics = None if validation is None else {"validation": validation}
+        self.manager.save(
+            generation,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                    mean=ocp.args.StandardSave(mean),
+                                    meta=ocp.args.JsonSave(meta)),
+            metrics=metrics,
+        )
+
+    def restore_meta(self, step: int) -> dict:
+        return restore_meta(self.manager, step)
+
+    def restore_state(self, step: int, abstract: Any) -> Any:
+        """The state saved at ``step``, given its abstract structure (shapes, dtypes, shardings)."""
+        return restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def read_config(out: str) -> dict | None:
+    """The config saved in run directory ``out``, or None if there is none."""
+    path = os.path.join(out, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+
+
+def open_readonly(out: str) -> ocp.CheckpointManager:
+    """The checkpoints of run directory ``out``, for export."""
+    if not _steps(os.path.abspath(out)):
+        raise ValueError(f"no checkpoints in {out}; is it a `velo meta-train --out` directory?")
+    return ocp.CheckpointManager(
+        os.path.join(os.path.abspath(out), CHECKPOINTS),
+        options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+    )
+
+
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+    """The JSON record of checkpoint ``step``."""
+    return restore(manager, step, meta=ocp.args.JsonRestore()).meta
+
+
+def restore_mean(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
+    """The mean meta-parameters of checkpoint ``step``, shaped like ``abstract``."""
+    return restore(manager, step, mean=ocp.args.StandardRestore(abstract)).mean
+
+
+def restore(manager: ocp.CheckpointManager, step: int, **items) -> Any:
+    """Restore ``items`` (orbax restore args by name) of ``step``, with a clear error."""
+    try:
+        return manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # orbax raises many types for unreadable or mismatched files
+        raise ValueError(
+            f"cannot restore checkpoint {step} in {manager.directory}: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''} -- the checkpoint is corrupted or was "
+            f"written by another config or code version; it was left untouched"
+        ) from None
+
+
+def _steps(out: str) -> list[int]:
+    root = os.path.join(out, CHECKPOINTS)
+    if not os.path.isdir(root):
+        return []
+    return sorted(int(d) for d in os.listdir(root) if d.isdigit())
+
+
+def _check_same_run(saved: dict, config: Config, out: str) -> None:
+    current = config.to_dict()
+    differ = sorted(
+        k for k in set(saved) | set(current)
+        if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k)
+    )
+    if differ:
+        details = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"{out} holds a run with another config ({details}); resume with the same preset "
+            f"and --set values, or choose another --out"
+        )
+
+
+def _write_json(path: str, value: dict) -> None:
+    if jax.process_index() != 0:
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)

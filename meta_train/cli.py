@@ -1,0 +1,120 @@
+"""``velo meta-train``: meta-train, plot a run, export a checkpoint.
+
+    velo meta-train --preset tiny --out runs/tiny [--resume] [--set key=value ...]
+    velo meta-train plot runs/tiny
+    velo meta-train export runs/tiny --out my_lopt [--step latest|best|N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+ACTIONS = ("plot", "export")
+
+
+def add_parser(sub) -> None:
+    from meta_train.config import PRESETS
+
+    p = sub.add_parser(
+        "meta-train", help="meta-train a learned optimizer by evolution strategies",
+        description="Meta-train velo's learned optimizer with ES over a task distribution "
+        "(default action), draw a run's curves (plot RUN_DIR) or export its mean meta-parameters "
+        "as a learned-optimizer checkpoint (export RUN_DIR --out DIR).",
+    )
+    p.add_argument("action", nargs="?", choices=ACTIONS, help="plot or export an existing run")
+    p.add_argument("run_dir", nargs="?", help="run directory, for plot and export")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="meta-training recipe")
+    p.add_argument("--out", help="run directory (meta-training), PNG (plot) or new checkpoint "
+                   "directory (export)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. --set population=64 generations=2000")
+    p.add_argument("--devices", type=int, default=None,
+                   help="shard the population over this many devices (default: all)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (also set by "
+                   "VELO_DISTRIBUTED=1)")
+    p.add_argument("--compilation-cache", default=None, metavar="DIR",
+                   help="JAX persistent compilation cache (default: OUT/xla_cache; '' disables)")
+    p.add_argument("--step", default="latest", help="export: latest, best or a generation")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "plot":
+        return _plot(args)
+    if args.action == "export":
+        return _export(args)
+    return _meta_train(args)
+
+
+def _meta_train(args) -> int:
+    import os
+
+    if args.run_dir is not None:
+        raise ValueError(f"unexpected argument {args.run_dir!r}; to meta-train pass --preset and "
+                         f"--out, or use `velo meta-train plot|export RUN_DIR`")
+    if args.preset is None or args.out is None:
+        raise ValueError("meta-training needs --preset (tiny, small or velo) and --out DIR")
+    if args.distributed or os.environ.get("VELO_DISTRIBUTED") == "1":
+        from meta_train.devices import initialize_distributed
+
+        initialize_distributed()
+    from meta_train import config as config_lib
+    from meta_train.compiled import enable_persistent_cache
+    from meta_train.loop import meta_train
+    from velo import overrides
+
+    config = overrides.apply(config_lib.preset(args.preset), overrides.parse(args.set))
+    cache_dir = os.path.join(args.out, "xla_cache") if args.compilation_cache is None \
+        else args.compilation_cache
+    if cache_dir:
+        enable_persistent_cache(cache_dir)
+    result = meta_train(config, args.out, resume=args.resume, num_devices=args.devices,
+                        progress=True)
+    _summary(result)
+    print(f"run directory: {os.path.abspath(args.out)} (log.jsonl, checkpoints/); "
+          f"`velo meta-train plot {args.out}` draws it, `velo meta-train export {args.out} "
+          f"--out DIR` exports it")
+    return 0
+
+
+def _summary(result) -> None:
+    from meta_train.devices import is_main_process
+
+    if not is_main_process():
+        return
+    val = [r for r in result.records if "validation" in r]
+    train = [r for r in result.records if "meta_loss" in r]
+    if train:
+        compile_s = sum(r["compile_s"] for r in train)
+        total_s = sum(r["generation_s"] for r in train)
+        print(f"generations {train[0]['generation']}-{train[-1]['generation']}: meta-loss "
+              f"{train[0]['meta_loss']:.4f} -> {train[-1]['meta_loss']:.4f}; {total_s:.0f} s "
+              f"({compile_s:.0f} s compiling)")
+    if val:
+        print(f"validation meta-loss: {val[0]['validation']['mean']:.4f} (generation "
+              f"{val[0]['generation']}) -> {val[-1]['validation']['mean']:.4f} (generation "
+              f"{val[-1]['generation']})")
+
+
+def _plot(args) -> int:
+    from meta_train.log import plot
+
+    if args.run_dir is None:
+        raise ValueError("usage: velo meta-train plot RUN_DIR [--out PNG]")
+    print(f"wrote {plot(args.run_dir, args.out)}")
+    return 0
+
+
+def _export(args) -> int:
+    from meta_train.export import export
+
+    if args.run_dir is None or args.out is None:
+        raise ValueError("usage: velo meta-train export RUN_DIR --out NEW_CHECKPOINT_DIR "
+                         "[--step latest|best|N]")
+    path = export(args.run_dir, args.out, args.step)
+    print(f"wrote learned-optimizer checkpoint {path}; use it with "
+          f"`velo train --optimizer velo --checkpoint {path}` or "
+          f"velo.optax_lopt(num_steps, checkpoint={path!r})")
+    return 0

@@ -1,0 +1,169 @@
+"""Meta-training configuration: a frozen dataclass with named presets.
+
+A run is fully described by its `Config`: the same config on the same number of devices gives the
+same meta-parameters. Presets are starting points; change single fields with `velo.overrides`
+(``--set key=value`` on the command line), which goes through the checks in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+ESTIMATORS = ("open_es", "pgpe", "snes", "pes", "nres")
+# Estimators whose members come in (+eps, -eps) pairs: the first half and the second half.
+ANTITHETIC = ("open_es", "pgpe", "pes", "nres")
+# Estimators that advance one `chunk` of steps per generation and carry the inner states over.
+TRUNCATED = ("pes", "nres")
+SHAPINGS = ("rank", "sign")
+
+# Fields a resumed run may change: they decide how long and how often, not what is computed.
+RESUMABLE_FIELDS = ("generations", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One meta-training run.
+
+    Attributes:
+      lopt: `velo.lopt.preset` name of the learned optimizer being meta-trained.
+      distribution: `tasks.sample` distribution the training tasks come from.
+      estimator: evosax strategy: ``open_es`` (antithetic OpenAI-ES), ``pgpe``, ``snes``, or the
+        truncated ``pes`` (PersistentES) and ``nres`` (NoiseReuseES).
+      shaping: how fitness is shaped within each task before averaging over tasks: ``rank``
+        (centred ranks; SNES's recombination weights for ``snes``) or ``sign`` (sign of the
+        antithetic difference, as VeLO).
+      population: members per generation; even for antithetic estimators.
+      tasks_per_generation: tasks drawn per generation; every member trains on each.
+      task_pool: size of the pool of task specs drawn from ``distribution`` at the start (by
+        ``seed``) that generations draw from; each distinct spec is a compiled program, which on
+        CPU costs far more than a generation. 0 = draw fresh specs every generation.
+      pool_refresh: every this many generations one pool entry is replaced by a fresh draw
+        (0 = never), so long runs keep seeing new tasks at one compile per refresh.
+      horizon_min, horizon_max: inner training lengths are drawn log-uniformly from this range,
+      horizon_buckets: rounded to this many log-spaced multiples of ``chunk``.
+      chunk: inner steps per compiled call (one program per task serves every horizon); also the
+        truncation length of ``pes``/``nres``, which advance one chunk per generation.
+      fitness_tail: fraction of the unroll (its last part) whose mean normalised training loss is
+        the fitness; 1.0 = the whole unroll. Ignored by truncated estimators (they use each
+        chunk's mean).
+      sigma: initial standard deviation of the ES perturbations.
+      learning_rate: outer Adam learning rate.
+      clip: the ES gradient is clipped to this global norm before Adam.
+      generations: total generations of the run.
+      seed: seeds the meta-parameter init, tasks, horizons, perturbations and data.
+      validate_every: generations between validations of the mean meta-parameters (0 = never).
+      validation_tasks: size of the fixed validation task set (disjoint from the held-out suite);
+        each task is trained ``population`` times (seeds) with the mean meta-parameters.
+      validation_steps: inner steps per validation run (rounded up to a multiple of ``chunk``).
+      checkpoint_every: generations between checkpoints.
+      keep_checkpoints: most recent checkpoints kept (the best by validation is kept too).
+    """
+
+    lopt: str = "tiny"
+    distribution: str = "tiny"
+    estimator: str = "open_es"
+    shaping: str = "rank"
+    population: int = 16
+    tasks_per_generation: int = 2
+    task_pool: int = 4
+    pool_refresh: int = 0
+    horizon_min: int = 50
+    horizon_max: int = 200
+    horizon_buckets: int = 3
+    chunk: int = 25
+    fitness_tail: float = 1.0
+    sigma: float = 0.01
+    learning_rate: float = 3e-3
+    clip: float = 1.0
+    generations: int = 100
+    seed: int = 0
+    validate_every: int = 10
+    validation_tasks: int = 3
+    validation_steps: int = 100
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"unknown estimator {self.estimator!r}; choose one of: {', '.join(ESTIMATORS)}"
+            )
+        if self.shaping not in SHAPINGS:
+            raise ValueError(f"unknown shaping {self.shaping!r}; choose one of: {', '.join(SHAPINGS)}")
+        if self.shaping == "sign" and self.estimator not in ANTITHETIC:
+            raise ValueError(
+                f"shaping='sign' needs antithetic pairs, which {self.estimator!r} does not draw; "
+                f"use shaping='rank' or one of: {', '.join(ANTITHETIC)}"
+            )
+        if self.population < 2:
+            raise ValueError(f"population must be >= 2, got {self.population}")
+        if self.estimator in ANTITHETIC and self.population % 2:
+            raise ValueError(
+                f"population must be even for antithetic sampling ({self.estimator}), got "
+                f"{self.population}; set population={self.population + 1}"
+            )
+        positive = ("tasks_per_generation", "horizon_min", "horizon_buckets", "chunk",
+                    "generations", "validation_tasks", "validation_steps", "checkpoint_every",
+                    "keep_checkpoints")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("validate_every", "task_pool", "pool_refresh"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.horizon_max < self.horizon_min:
+            raise ValueError(
+                f"horizon_max ({self.horizon_max}) must be >= horizon_min ({self.horizon_min})"
+            )
+        if not 0.0 < self.fitness_tail <= 1.0:
+            raise ValueError(f"fitness_tail must be in (0, 1], got {self.fitness_tail}")
+        for name in ("sigma", "learning_rate", "clip"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+
+    @property
+    def horizons(self) -> tuple[int, ...]:
+        """The log-spaced horizon buckets, multiples of ``chunk``."""
+        n = self.horizon_buckets
+        ratio = self.horizon_max / self.horizon_min
+        raw = [self.horizon_min * ratio ** (i / max(n - 1, 1)) for i in range(n)]
+        return tuple(sorted({self.round_to_chunk(h) for h in raw}))
+
+    def round_to_chunk(self, steps: float) -> int:
+        """``steps`` rounded to the nearest positive multiple of ``chunk``."""
+        return max(1, round(steps / self.chunk)) * self.chunk
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS = {
+    # Seconds per generation on 2 CPU cores: a visible improvement within minutes.
+    "tiny": Config(),
+    # The CPU recipe of the shipped checkpoint: a few seconds per generation, thousands of
+    # generations over several resumed invocations (Celo/µLO regime, scaled down).
+    "small": Config(
+        lopt="small", distribution="default", population=32, tasks_per_generation=4,
+        horizon_min=50, horizon_max=400, horizon_buckets=4, fitness_tail=0.5, sigma=0.01,
+        learning_rate=1e-3, clip=1.0, generations=5000, validate_every=50, validation_tasks=6,
+        validation_steps=300, checkpoint_every=10, keep_checkpoints=3,
+    ),
+    # Accelerator scale, VeLO's recipe: full-unroll antithetic ES with sign shaping, sigma 0.01,
+    # Adam 3e-4 with clipping, 8 tasks per estimate, horizons log-uniform up to 20k steps.
+    "velo": Config(
+        lopt="velo", distribution="large", shaping="sign", population=256,
+        tasks_per_generation=8, horizon_min=100, horizon_max=20_000, horizon_buckets=8,
+        fitness_tail=0.1, sigma=0.01, learning_rate=3e-4, clip=3.0, generations=100_000,
+        validate_every=500, validation_tasks=16, validation_steps=2000,
+        checkpoint_every=100, keep_checkpoints=5,
+    ),
+}
+
+
+def preset(name: str) -> Config:
+    """The named preset: ``tiny``, ``small`` or ``velo``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,103 @@
+"""Train every population member on one task, sharded over the ``pop`` mesh axis.
+
+Runs advance in chunks of a fixed number of steps (one `lax.scan`, `velo.train.run_steps`), with
+the horizon passed to the learned optimizer as a traced ``num_steps``: one compiled program per
+task serves every horizon, and truncated ES continues the same states across generations.
+Members are vmapped on a device and `shard_map`-ped over devices; every array here has a leading
+population axis. Training shares the keys between members (same initial weights, same batches;
+antithetic twins differ only in the sign of their perturbation); validation gives each member
+(a copy of the mean) its own keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from meta_train.compiled import CompileCache
+from meta_train.devices import AXIS, replicate
+from meta_train.learner import Learner
+from tasks import Task
+from velo.train import TrainState, as_extra_args, init_state, run_steps
+
+
+def init_members(task: Task, learner: Learner, mesh: Mesh) -> Callable:
+    """``fn(population, horizon, init_keys) -> TrainState``: fresh runs of ``horizon`` steps.
+
+    Args of ``fn``: meta-parameters ``[N, ...]``, a scalar int32 horizon, ``[N]`` keys.
+    """
+
+    def member(meta_params, horizon, init_key):
+        return init_state(task, as_extra_args(learner.optimizer(meta_params, horizon)), init_key)
+
+    return _sharded(jax.vmap(member, in_axes=(0, None, 0)), mesh, (P(AXIS), P(), P(AXIS)),
+                    P(AXIS))
+
+
+def unroll_chunk(task: Task, learner: Learner, length: int, mesh: Mesh) -> Callable:
+    """``fn(population, states, data_keys, horizon, tail_start) -> (states, [N] loss sums)``.
+
+    Advances each member's run by ``length`` steps and sums its minibatch training loss divided
+    by ``task.normalizer`` over the steps numbered ``tail_start`` or later.
+    """
+
+    def member(meta_params, state: TrainState, data_key, horizon, tail_start):
+        opt = as_extra_args(learner.optimizer(meta_params, horizon))
+        steps = state.step + jnp.arange(length)
+        state, losses = run_steps(task, opt, data_key, state, length)
+        return state, jnp.sum(jnp.where(steps >= tail_start, losses, 0.0)) / task.normalizer
+
+    specs = (P(AXIS), P(AXIS), P(AXIS), P(), P())
+    return _sharded(jax.vmap(member, in_axes=(0, 0, 0, None, None)), mesh, specs,
+                    (P(AXIS), P(AXIS)))
+
+
+def _sharded(fn: Callable, mesh: Mesh, in_specs, out_specs) -> Callable:
+    # Members share replicated inputs (horizon, and keys in training), so parts of their states
+    # are device-invariant while others vary; no collectives run inside, so the check is off.
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+class Runner(NamedTuple):
+    """Runs members through the compiled programs of `init_members` and `unroll_chunk`.
+
+    Attributes:
+      learner: what the members' meta-parameters parameterise.
+      mesh: the ``pop`` mesh.
+      cache: compiled programs, one per (program, task) here.
+      chunk: steps per compiled call.
+    """
+
+    learner: Learner
+    mesh: Mesh
+    cache: CompileCache
+    chunk: int
+
+    def init(self, task: Task, pop, horizon: int, init_keys: jax.Array) -> TrainState:
+        fn = init_members(task, self.learner, self.mesh)
+        return self.cache(("init", task, self.learner, self.mesh), fn, pop, self._scalar(horizon),
+                          init_keys)
+
+    def advance(self, task: Task, pop, states, data_keys, horizon: int, tail_start: int):
+        """One chunk more of every member's run: ``(states, [N] normalised loss sums)``."""
+        fn = unroll_chunk(task, self.learner, self.chunk, self.mesh)
+        return self.cache(("chunk", task, self.learner, self.chunk, self.mesh), fn, pop, states,
+                          data_keys, self._scalar(horizon), self._scalar(tail_start))
+
+    def fitness(self, task: Task, pop, init_keys, data_keys, horizon: int, tail: int) -> jax.Array:
+        """``[N]`` mean normalised training loss over the last ``tail`` of ``horizon`` steps."""
+        states = self.init(task, pop, horizon, init_keys)
+        total = 0.0
+        for _ in range(horizon // self.chunk):
+            states, sums = self.advance(task, pop, states, data_keys, horizon, horizon - tail)
+            total = total + sums
+        return total / tail
+
+    def _scalar(self, value: int) -> jax.Array:
+        return replicate(np.int32(value), self.mesh)

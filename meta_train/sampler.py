@@ -1,0 +1,64 @@
+"""What each generation trains on: task instances and a horizon; and the fixed validation set."""
+
+from __future__ import annotations
+
+import jax
+
+import tasks
+from meta_train.config import Config
+from tasks import Task
+
+# Validation tasks do not depend on the run's seed, so runs with different seeds compare.
+VALIDATION_SEED = 20_261_121
+
+
+def task_pool(config: Config, generation: int) -> list[Task]:
+    """The pool generations draw from at ``generation``: ``task_pool`` specs of the distribution.
+
+    Slot ``i`` starts as draw ``i``; the ``r``-th refresh (every ``pool_refresh`` generations)
+    replaces slot ``(r - 1) % task_pool`` by draw ``task_pool + r``. A pure function of the
+    config and the generation, so resumed runs see the same pool.
+    """
+    key = jax.random.fold_in(jax.random.key(config.seed), 0x9001)
+    draws = list(range(config.task_pool))
+    refreshes = generation // config.pool_refresh if config.pool_refresh else 0
+    for r in range(1, refreshes + 1):
+        draws[(r - 1) % config.task_pool] = config.task_pool + r
+    return [_draw(jax.random.fold_in(key, d), config.distribution) for d in draws]
+
+
+def generation_tasks(config: Config, key: jax.Array, generation: int) -> list[Task]:
+    """``config.tasks_per_generation`` tasks: drawn from the pool, or fresh without a pool."""
+    keys = jax.random.split(key, config.tasks_per_generation)
+    if not config.task_pool:
+        return [_draw(k, config.distribution) for k in keys]
+    pool = task_pool(config, generation)
+    return [pool[int(jax.random.randint(k, (), 0, len(pool)))] for k in keys]
+
+
+def horizon(config: Config, key: jax.Array) -> int:
+    """A horizon drawn uniformly from the log-spaced buckets (log-uniform, discretised)."""
+    buckets = config.horizons
+    return buckets[int(jax.random.randint(key, (), 0, len(buckets)))]
+
+
+def validation_tasks(config: Config) -> list[Task]:
+    """``config.validation_tasks`` distinct tasks of the distribution, none in the held-out suite."""
+    heldout = {id(t) for t in tasks.heldout_suite()}
+    chosen: list[Task] = []
+    key = jax.random.key(VALIDATION_SEED)
+    for attempt in range(100 * config.validation_tasks):
+        task = _draw(jax.random.fold_in(key, attempt), config.distribution)
+        if id(task) not in heldout and all(task is not t for t in chosen):
+            chosen.append(task)
+            if len(chosen) == config.validation_tasks:
+                return chosen
+    raise ValueError(
+        f"distribution {config.distribution!r} yields fewer than {config.validation_tasks} "
+        f"distinct tasks outside the held-out suite; lower validation_tasks"
+    )
+
+
+def _draw(key: jax.Array, distribution: str) -> Task:
+    # `tasks.build` returns one cached object per spec, so repeated draws share compiled programs.
+    return tasks.build(tasks.sample(key, distribution))

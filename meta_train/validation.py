@@ -1,0 +1,45 @@
+"""Validation: train the fixed validation tasks with the current mean meta-parameters."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from meta_train.config import Config
+from meta_train.devices import sharded, to_host
+from meta_train.population import Runner
+from meta_train.sampler import VALIDATION_SEED
+from tasks import Task
+
+
+def validate(meta_params, task_list: list[Task], config: Config, runner: Runner) -> dict:
+    """Mean normalised training loss per validation task with ``meta_params``.
+
+    Each task is trained ``config.population`` times from different seeds (the population
+    programs are reused: every member is a copy of ``meta_params``) for ``validation_steps``
+    steps; the loss is the fitness of those runs.
+
+    Returns:
+      ``{task.name: loss, ..., "mean": mean over tasks}``; a task with a diverged run is ``inf``.
+    """
+    steps = config.round_to_chunk(config.validation_steps)
+    tail = tail_steps(config, steps)
+    n = config.population
+    pop = jax.device_put(
+        jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), meta_params),
+        sharded(runner.mesh),
+    )
+    seeds = jax.random.split(jax.random.key(VALIDATION_SEED), (n, 2))
+    init_keys, data_keys = (jax.device_put(k, sharded(runner.mesh)) for k in seeds.T)
+    result = {}
+    for task in task_list:
+        losses = to_host(runner.fitness(task, pop, init_keys, data_keys, steps, tail))
+        result[task.name] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else np.inf
+    result["mean"] = float(np.mean([result[t.name] for t in task_list]))
+    return result
+
+
+def tail_steps(config: Config, horizon: int) -> int:
+    """Number of final steps whose loss makes the fitness of a ``horizon``-step run."""
+    return max(1, round(config.fitness_tail * horizon))

@@ -1,0 +1,181 @@
+"""The baselines registry: one calling convention, bad input, non-finite steps, training, CLI."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import tasks
+from velo import baselines, cli, optimizers
+from velo.train import train
+
+NAMES = baselines.names()
+LR_NAMES = [n for n in NAMES if "learning_rate" in baselines.defaults(n)]
+# Their learning_rate multiplies an estimate that starts tiny (or, for cocob, scales the gradient
+# the bets are normalised by), so three steps do not tell two multipliers apart.
+LR_FREE = {"prodigy", "dadapt_adamw", "mechanic", "cocob", "dog"}
+
+
+def quadratic(params):
+    return sum(jnp.sum((i + 1.0) * jnp.square(x - 0.5)) for i, x in enumerate(jax.tree.leaves(params)))
+
+
+def small_params():
+    return {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+
+
+def test_every_issue_method_is_registered():
+    assert set(NAMES) == {
+        "adam", "sgd", "momentum", "radam", "lion", "salsa", "salsa_paper", "ranger", "gi_adam",
+        "prodigy", "dadapt_adamw", "mechanic", "cocob", "schedule_free_adamw", "dog",
+    }
+    assert set(NAMES) - set(LR_NAMES) == {"salsa", "salsa_paper"}
+    assert baselines.defaults("radam")["before_threshold"] == "sgd"
+    assert baselines.defaults("lion")["learning_rate"] == 3e-4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_calling_convention(name):
+    opt = baselines.make(name)
+    assert isinstance(opt, optax.GradientTransformationExtraArgs)
+    params = small_params()
+    state = opt.init(params)
+    loss, grads = jax.value_and_grad(quadratic)(params)
+    updates, state = jax.jit(functools.partial(opt.update, loss_fn=quadratic))(
+        grads, state, params, loss=loss)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert quadratic(optax.apply_updates(params, updates)) < loss
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nonfinite_steps_are_skipped_and_leave_no_nan(name):
+    opt = baselines.make(name)
+    params = small_params()
+    update = jax.jit(functools.partial(opt.update, loss_fn=quadratic))
+    loss, grads = jax.value_and_grad(quadratic)(params)
+    _, state = update(grads, opt.init(params), params, loss=loss)
+    bad_grads = {"w": grads["w"].at[0, 0].set(jnp.nan), "b": grads["b"].at[1].set(jnp.inf)}
+    for g, value, skipped in [(bad_grads, loss, 1), (grads, jnp.float32(jnp.nan), 2)]:
+        updates, new_state = update(g, state, params, loss=value)
+        assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
+        jax.tree.map(np.testing.assert_array_equal, new_state.inner, state.inner)
+        assert int(new_state.skipped) == skipped
+        state = new_state
+    updates, state = update(grads, state, params, loss=loss)
+    assert jax.tree.all(jax.tree.map(lambda x: bool(jnp.all(jnp.isfinite(x))), (updates, state)))
+
+
+@pytest.mark.parametrize("name", LR_NAMES)
+def test_learning_rate_may_be_a_vmapped_tracer(name):
+    def final_params(lr):
+        opt = baselines.make(name, learning_rate=lr)
+        params = small_params()
+        state = opt.init(params)
+        for _ in range(3):
+            loss, grads = jax.value_and_grad(quadratic)(params)
+            updates, state = opt.update(grads, state, params, loss=loss, loss_fn=quadratic)
+            params = optax.apply_updates(params, updates)
+        return params
+
+    out = jax.jit(jax.vmap(final_params))(jnp.array([1e-3, 1e-2], jnp.float32))
+    w = np.asarray(out["w"])
+    assert np.isfinite(w).all()
+    if name not in LR_FREE:
+        assert not np.allclose(w[0], w[1])
+
+
+@pytest.fixture(scope="module")
+def digits_runs():
+    task = tasks.get("digits_mlp")
+    return {n: train(task, baselines.make(n), 200, seed=0, chunk=200,
+                     eval_params=baselines.eval_params_fn(n)) for n in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_optimizer_trains_the_digits_mlp(digits_runs, name):
+    result = digits_runs[name]
+    # Loose bounds: RAdam-based ranger warms up slowly and 200 steps is short.
+    assert result.losses[-30:].mean() < 0.9 * result.losses[:10].mean()
+    assert result.test["accuracy"] > 0.5
+    assert int(result.state.opt_state.skipped) == 0
+
+
+def test_eval_params_hooks():
+    assert baselines.eval_params_fn("adam") is None
+    params = small_params()
+    loss, grads = jax.value_and_grad(quadratic)(params)
+    for name in ["schedule_free_adamw", "ranger"]:
+        opt = baselines.make(name)
+        _, state = jax.jit(opt.update)(grads, opt.init(params), params)
+        at = baselines.eval_params_fn(name)(state, params)
+        assert jax.tree.structure(at) == jax.tree.structure(params)
+    np.testing.assert_array_equal(at["w"], params["w"])  # ranger's slow weights before a sync
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_builds_through_velo_optimizers(name):
+    lr = {"learning_rate": 2e-3} if name in LR_NAMES else {}
+    opt = optimizers.make(name, 10, **lr, hparams={"eps": 1e-7} if "eps" in baselines.defaults(
+        name) else {})
+    assert isinstance(opt, optax.GradientTransformationExtraArgs)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--optimizer", "adam", "--lr", "0.002"],
+    ["--optimizer", "salsa", "--set", "c=0.4", "max_trials=20"],
+    ["--optimizer", "ranger", "--set", "sync_period=3"],
+])
+def test_velo_train_cli(argv, tmp_path):
+    code = cli.main(["train", "--task", "digits_mlp", "--steps", "2", "--out", str(tmp_path), *argv])
+    assert code == 0 and (tmp_path / "run.json").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "adamm"}, "unknown optimizer 'adamm'"),
+    ({"name": "adam", "beta1": 0.9}, "unknown hyperparameter(s) beta1 for optimizer 'adam'"),
+    ({"name": "salsa", "learning_rate": 1e-3}, "takes no learning rate"),
+    ({"name": "adam", "learning_rate": -1e-3}, "learning_rate must be > 0"),
+    ({"name": "lion", "learning_rate": float("nan")}, "learning_rate must be > 0"),
+    ({"name": "radam", "before_threshold": "zero"}, "before_threshold must be one of"),
+    ({"name": "salsa", "c": 1.5}, "c must be in (0, 1)"),
+    ({"name": "salsa", "max_trials": 0}, "max_trials must be an int >= 1"),
+    ({"name": "ranger", "sync_period": 0}, "sync_period must be an int >= 1"),
+])
+def test_bad_hyperparameters(kwargs, message):
+    with pytest.raises(ValueError, match=_literal(message)):
+        baselines.make(**kwargs)
+
+
+def test_bad_input_through_the_cli(tmp_path, capsys):
+    code = cli.main(["train", "--task", "digits_mlp", "--optimizer", "salsa", "--lr", "0.1",
+                     "--steps", "2", "--out", str(tmp_path)])
+    assert code == 2 and "takes no learning rate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["adam", "salsa", "ranger", "prodigy"])
+def test_integer_params_are_rejected(name):
+    with pytest.raises(ValueError, match=_literal("params leaf ['steps'] has dtype int32")):
+        baselines.make(name).init({"w": jnp.ones(2), "steps": jnp.zeros((), jnp.int32)})
+
+
+def test_catapult_learning_rate_brackets_the_stability_edge():
+    def loss_fn(x):  # top curvature 10: gradient descent is unstable above 2 / 10
+        return 0.5 * jnp.sum(jnp.array([10.0, 1.0, 0.1]) * x**2)
+
+    x0 = jnp.ones(3)
+    lr = baselines.catapult_learning_rate(loss_fn, x0, optax.sgd, bisections=6)
+    assert 0.15 < lr < 0.3
+    schedule = baselines.catapult_warmup(loss_fn, x0, optax.sgd, 1.0, 100, bisections=6)
+    assert float(schedule(0)) == pytest.approx(lr) and float(schedule(100)) == pytest.approx(1.0)
+    assert float(baselines.catapult_warmup(loss_fn, x0, optax.sgd, 0.01, 100)(0)) == 0.01
+    opt = baselines.gi_adam(schedule)  # a schedule plugs in as the learning rate
+    assert opt.init(x0) is not None
+
+
+def _literal(text):
+    import re
+
+    return re.escape(text)

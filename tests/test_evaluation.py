@@ -1,0 +1,181 @@
+"""The evaluation: speed-up arithmetic, learning-rate selection, caching, outputs and bad input."""
+
+import json
+import math
+
+import numpy as np
+import optax
+import pytest
+
+import tasks
+from velo import cli
+from velo.evaluation import (
+    Protocol,
+    evaluate,
+    iqm,
+    learning_rates,
+    monotone_envelope,
+    select,
+    speedup,
+    steps_to_reach,
+)
+from velo.evaluation import aggregate, curves, metrics, sweep
+from velo.evaluation.sweep import Sweep
+from velo.train import train
+
+TASK = "digits_mlp"
+
+
+def test_ema_is_bias_corrected_and_smooths():
+    x = np.array([4.0, 2.0, 2.0])
+    # m: 2.0, 3.0, 3.5 with decay 0.5; bias correction 0.5, 0.75, 0.875.
+    np.testing.assert_allclose(curves.ema(x, 0.5), [4.0, 8 / 3, 16 / 7])
+    np.testing.assert_allclose(curves.ema(x, 0.0), x)
+
+
+def test_monotone_envelope_is_running_min_of_pointwise_min():
+    runs = np.array([[5.0, 3.0, 4.0, 1.0], [4.0, np.nan, 3.5, 2.0]])
+    np.testing.assert_allclose(monotone_envelope(runs), [4.0, 3.0, 3.0, 1.0])
+
+
+def test_steps_to_reach_interpolates_linearly():
+    env = np.array([5.0, 4.0, 2.0, 2.0, 1.0])  # steps 1..5
+    assert steps_to_reach(env, 3.0) == pytest.approx(2.5)
+    assert steps_to_reach(env, 2.0) == pytest.approx(3.0)  # first reached at step 3
+    assert steps_to_reach(env, 1.5) == pytest.approx(4.5)
+    assert steps_to_reach(env, 9.0) == 1.0
+    assert steps_to_reach(env, 0.5) is None
+    assert steps_to_reach(env, float("nan")) is None
+
+
+def test_speedup_on_synthetic_adam_curves():
+    # Two learning rates over a horizon of 8 steps: the envelope is min of both, made monotone.
+    fast = np.array([8.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0])
+    slow = np.array([9.0, 8.0, 6.0, 4.0, 2.5, 2.0, 1.0, 0.5])
+    env = monotone_envelope(np.stack([fast, slow]))
+    np.testing.assert_allclose(env, [8.0, 4.0, 3.0, 3.0, 2.5, 2.0, 1.0, 0.5])
+    # Budget 4: loss 3.0 takes Adam 3 steps; loss 1.5 takes 6.5 steps; loss 0.1 never.
+    assert speedup(env, 3.0, 4) == (0.75, False)
+    assert speedup(env, 1.5, 4) == (pytest.approx(6.5 / 4), False)
+    assert speedup(env, 0.1, 4) == (2.0, True)  # censored at horizon / budget
+    assert speedup(env, float("inf"), 4) == (0.0, False)
+
+
+def test_select_prefers_lowest_finite_loss_and_skips_diverged():
+    loss = np.array([0.5, 0.2, 0.1, np.nan])
+    assert select(loss, np.array([False, False, False, True])) == 2
+    assert select(loss, np.array([False, False, True, True])) == 1
+    assert select(np.array([3.0, 1.0, 2.0]), np.array([True, True, True])) == 1
+
+
+def test_metrics_choose_best_learning_rate_by_smoothed_final_loss():
+    t = np.arange(200, dtype=np.float32)
+    good = 1.0 / (1 + 0.05 * t)
+    # Rate 2 ends lowest but exploded on the way (a diverged run is never chosen); rate 0 is worse.
+    spike = np.where((t > 100) & (t < 120), 1e3, good * 0.3)
+    losses = np.stack([good + 0.3, good, spike])[:, None, :].astype(np.float32)
+    s = Sweep([1e-4, 1e-3, 1e-2], losses, {}, None, 1e-6, 0.0)
+    chosen = metrics.choose(s, 200, 0.95)
+    assert chosen.index == 1 and not chosen.diverged
+    result = metrics.task_metrics({"adam": s}, 200, 0.95)["adam"]
+    assert result.learning_rate == 1e-3 and not result.lr_at_edge
+    # The envelope keeps the exploded run's good prefix: Adam did reach those losses early.
+    assert result.speedup < 0.5
+
+
+def test_learning_rate_grid_is_log_spaced_around_default():
+    grid = learning_rates("adam", Protocol(TASK, ("adam",), grid_size=7))
+    assert len(grid) == 7 and grid[3] == pytest.approx(1e-3)
+    np.testing.assert_allclose(np.diff(np.log10(grid)), 0.5)
+    assert learning_rates("salsa", Protocol(TASK, ("salsa",))) is None
+    assert learning_rates("prodigy", Protocol(TASK, ("prodigy",))) is None
+
+
+def test_iqm_and_ranks():
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
+    assert iqm([2.0, 4.0]) == 3.0
+    m = {n: metrics.TaskMetrics(None, False, loss, {}, 1.0, False, None, div, 1.0, None)
+         for n, loss, div in [("a", 0.1, False), ("b", 0.1, False), ("c", 0.05, True)]}
+    assert aggregate.ranks(m) == {"a": 1.5, "b": 1.5, "c": 3.0}
+
+
+def test_sweep_runs_match_single_training_runs():
+    """The vmapped grid x seeds program gives the same curves as `velo.train.train`."""
+    task = tasks.get(TASK)
+    s = sweep.run(task, "adam", [1e-3, 3e-3], seeds=2, budget=40, horizon=80)
+    assert s.losses.shape == (2, 2, 80) and s.test["accuracy"].shape == (2, 2)
+    single = train(task, optax.adam(3e-3), 40, seed=1)
+    np.testing.assert_allclose(s.losses[1, 1, :40], single.losses, rtol=2e-5)
+    assert s.test["accuracy"][1, 1] == pytest.approx(single.test["accuracy"], abs=1e-6)
+
+
+PROTOCOL = Protocol(TASK, ("adam", "salsa"), steps=100, seeds=2, grid_size=7)
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    return evaluate(PROTOCOL, str(out)), out
+
+
+def test_evaluate_writes_every_output(evaluated):
+    result, out = evaluated
+    record = json.loads((out / "results.json").read_text())
+    assert record["config"]["optimizers"] == ["adam", "salsa"]
+    adam = record["tasks"][TASK]["sweeps"]["adam"]
+    assert np.array(adam["losses"]).shape == (7, 2, 200)  # reference horizon: 2x the budget
+    assert np.array(record["tasks"][TASK]["sweeps"]["salsa"]["losses"]).shape == (1, 2, 100)
+    for png in ("loss_curves.png", "speedup.png"):
+        assert (out / png).stat().st_size > 5000
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 3
+    report = (out / "report.md").read_text()
+    assert "| salsa |" in report and "loss_curves.png" in report
+    m = result.metrics[TASK]
+    assert m["adam"].speedup == pytest.approx(1.0, abs=0.02) and m["adam"].learning_rate
+    assert m["salsa"].forward_passes_per_step > 1.0 and m["salsa"].learning_rate is None
+    assert 0.0 < m["adam"].test["accuracy"] <= 1.0
+    assert result.summary["salsa"].tasks == 1 and result.summary["adam"].win_rate is None
+
+
+def test_rerun_reuses_finished_tasks(evaluated, monkeypatch):
+    _, out = evaluated
+    before = (out / "results.json").read_text()
+
+    def no_runs(*args, **kwargs):
+        raise AssertionError("a finished task was run again")
+
+    monkeypatch.setattr(sweep, "run", no_runs)
+    again = evaluate(PROTOCOL, str(out))
+    assert again.reused == [TASK]
+    assert json.loads(before)["metrics"] == json.loads((out / "results.json").read_text())["metrics"]
+
+
+def test_directory_of_another_configuration_is_refused(evaluated):
+    _, out = evaluated
+    before = (out / "results.json").read_bytes()
+    other = Protocol(TASK, ("adam", "salsa"), steps=120, seeds=2, grid_size=7)
+    with pytest.raises(ValueError, match="different configuration.*steps: 100 there, 120 now"):
+        evaluate(other, str(out))
+    assert (out / "results.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--suite", "nope", "--optimizers", "adam"], "unknown suite 'nope'"),
+    (["--suite", TASK, "--optimizers", "adam,nope"], "unknown optimizer 'nope'"),
+    (["--suite", TASK, "--optimizers", "adam", "--steps", "50"], "too small for the EMA"),
+    (["--suite", TASK, "--optimizers", "adam", "--grid-size", "5"], "grid_size must be >= 7"),
+    (["--suite", TASK, "--optimizers", "adam", "--checkpoint", "x"], "add 'velo'"),
+    (["--suite", TASK, "--optimizers", "velo", "--checkpoint", "/nonexistent/ckpt"],
+     "does not load"),
+])
+def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
+    assert cli.main(["eval", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_default_grid_meets_protocol():
+    p = Protocol("quick", ("velo", "lion"))
+    assert p.optimizers == ("adam", "velo", "lion")  # the speed-up reference is always run
+    assert p.grid_size >= 7 and math.isclose(p.grid_ratio**2, 10.0)

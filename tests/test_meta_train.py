@@ -1,0 +1,205 @@
+"""Meta-training: improvement, exact resume, 1 vs 8 devices, divergence, config checks, export.
+
+Compiles are the cost here, so tests share them: one test-sized config on one tiny task (the
+learned optimizer's programs compile once per mesh), and the one-parameter Adam learner for the
+device and divergence tests.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import tasks
+from meta_train import config as config_lib
+from meta_train.cli import run as cli_run  # noqa: F401  (import check: the CLI module loads)
+from meta_train.es import shape_fitness
+from meta_train.export import export
+from meta_train.learner import adam_learner
+from meta_train.log import plot
+from meta_train.loop import meta_train
+from tasks import Task
+from velo import cli, overrides
+
+# Test-sized `tiny`: one task from the tiny distribution, one horizon, one chunk per run.
+SMALL = dataclasses.replace(
+    config_lib.preset("tiny"), population=8, tasks_per_generation=1, task_pool=1,
+    horizon_min=25, horizon_max=25, horizon_buckets=1, chunk=25, sigma=0.05,
+    learning_rate=0.01, generations=20, validate_every=20, validation_steps=25,
+    checkpoint_every=1, keep_checkpoints=3,
+)
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _pool_task(config):
+    from meta_train.sampler import task_pool
+
+    return task_pool(config, 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("meta") / "tiny")
+    result = meta_train(SMALL, out, validation=_pool_task(SMALL))
+    return out, result
+
+
+def test_tiny_improves_validation(tiny_run):
+    out, result = tiny_run
+    val = [r for r in result.records if "validation" in r]
+    assert [r["generation"] for r in val] == [0, 20]
+    assert val[-1]["validation"]["mean"] < val[0]["validation"]["mean"]
+    train = [r for r in result.records if "meta_loss" in r]
+    assert len(train) == 20 and all(np.isfinite(r["meta_loss"]) for r in train)
+    assert train[0]["compile_s"] > 0 and train[-1]["compile_s"] == 0  # compiled once, reused
+    for key in ("family_loss", "sigma", "update_norm", "generation_s", "model_steps_per_s"):
+        assert key in train[-1]
+    lines = open(os.path.join(out, "log.jsonl")).read().splitlines()
+    assert len(lines) == 21
+    assert os.path.getsize(plot(out)) > 10_000
+
+
+@pytest.mark.parametrize("estimator", ["open_es", "pes"])
+def test_resume_equals_uninterrupted(tmp_path, estimator):
+    config = dataclasses.replace(SMALL, estimator=estimator, generations=6, validate_every=0,
+                                 horizon_min=50, horizon_max=50)
+    whole = meta_train(config, str(tmp_path / "whole"))
+    first = meta_train(dataclasses.replace(config, generations=3), str(tmp_path / "split"))
+    assert first.generation == 3
+    second = meta_train(config, str(tmp_path / "split"), resume=True)
+    assert second.generation == 6
+    for a, b in zip(_leaves(whole.meta_params), _leaves(second.meta_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(_leaves(first.meta_params)[0], _leaves(second.meta_params)[0])
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+    config = dataclasses.replace(SMALL, generations=4, validate_every=0, sigma=0.5,
+                                 learning_rate=0.1)
+    learner = adam_learner(1e-3)
+    one = meta_train(config, str(tmp_path / "one"), num_devices=1, learner=learner)
+    eight = meta_train(config, str(tmp_path / "eight"), num_devices=8, learner=learner)
+    a, b = one.meta_params["log_lr"], eight.meta_params["log_lr"]
+    assert a != pytest.approx(np.log(1e-3), abs=1e-3)  # it moved
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def _exploding_task() -> Task:
+    """``sum(exp(w) - w)``: at a large learning rate Adam's first steps overflow it to inf."""
+
+    def loss(params, batch, key):
+        del batch, key
+        return jnp.sum(jnp.exp(params["w"]) - params["w"])
+
+    return Task("exploding", {"family": "exploding"}, lambda key: {"w": jnp.zeros(4)}, loss,
+                lambda key: None, normalizer=4.0)
+
+
+def test_diverging_task_does_not_poison_update(tmp_path, monkeypatch):
+    task = _exploding_task()
+    monkeypatch.setattr(tasks, "build", lambda spec: task)
+    monkeypatch.setattr(tasks, "sample", lambda key, distribution: None)
+    config = dataclasses.replace(SMALL, generations=3, validate_every=0, sigma=1.0,
+                                 learning_rate=0.3, population=16)
+    result = meta_train(config, str(tmp_path / "div"), learner=adam_learner(30.0))
+    fractions = [r["nonfinite_fraction"] for r in result.records]
+    assert fractions[0] > 0  # some members diverged...
+    assert np.isfinite(result.meta_params["log_lr"])  # ...and the mean stays finite,
+    assert result.meta_params["log_lr"] < np.log(30.0)  # moving away from them
+
+
+def test_shape_fitness_ranks_nonfinite_worst():
+    config = dataclasses.replace(SMALL, population=4)
+    fitness = jnp.array([[1.0, jnp.nan, 0.5, jnp.inf],   # nan and inf rank worst
+                         [jnp.nan] * 4,                  # all failed: no contribution
+                         [2.0, 1.0, 3.0, -jnp.inf]])     # -inf is a failure too
+    shaped = shape_fitness(fitness, config, None)
+    assert np.all(np.isfinite(shaped))
+    np.testing.assert_allclose(shaped[2] - shaped[0], 0.0, atol=1e-6)  # 0.5 beats 1.0 in row 0
+    sign = shape_fitness(fitness, dataclasses.replace(config, shaping="sign"), None)
+    assert np.all(np.isfinite(sign)) and sign[0] == -sign[2]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"population": 7}, "even"),
+    ({"popsize": 8}, "unknown config key"),
+    ({"sigma": "big"}, "bad value"),
+    ({"sigma": -1.0}, "sigma"),
+    ({"estimator": "cma"}, "unknown estimator"),
+    ({"estimator": "snes", "shaping": "sign"}, "antithetic"),
+    ({"horizon_min": 100, "horizon_max": 50}, "horizon_max"),
+])
+def test_config_overrides_are_validated(changes, message):
+    with pytest.raises(ValueError, match=message):
+        overrides.apply(config_lib.preset("tiny"), changes)
+
+
+def test_presets_build():
+    assert config_lib.preset("small").population % 2 == 0
+    assert config_lib.preset("velo").horizons[-1] >= 10_000
+    with pytest.raises(ValueError, match="unknown preset"):
+        config_lib.preset("huge")
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+    out = str(tmp_path / "x")
+    assert cli.main(["meta-train", "--preset", "tiny", "--out", out, "--set", "population=7"]) == 2
+    assert "even" in capsys.readouterr().err
+    assert cli.main(["meta-train", "--preset", "tiny", "--out", out, "--set", "nope=1"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["meta-train", "--preset", "huge", "--out", out])
+
+
+def _snapshot(directory):
+    return {os.path.relpath(os.path.join(d, f), directory): os.path.getsize(os.path.join(d, f))
+            for d, _, files in os.walk(directory) for f in files}
+
+
+def test_failed_starts_leave_checkpoints_alone(tiny_run, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(tiny_run[0], out)
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match="--resume"):  # not resuming into an existing run
+        meta_train(SMALL, out)
+    with pytest.raises(ValueError, match="another config"):  # resuming with another config
+        meta_train(dataclasses.replace(SMALL, sigma=0.1), out, resume=True)
+    latest = max(int(d) for d in os.listdir(os.path.join(out, "checkpoints")) if d.isdigit())
+    state_dir = os.path.join(out, "checkpoints", str(latest), "state")
+    for name in os.listdir(state_dir):  # corrupt the ES state
+        path = os.path.join(state_dir, name)
+        if os.path.isfile(path):
+            with open(path, "wb") as f:
+                f.write(b"garbage")
+    corrupted = _snapshot(out)
+    with pytest.raises(ValueError, match="cannot restore checkpoint"):
+        meta_train(dataclasses.replace(SMALL, generations=25), out, resume=True,
+                   validation=_pool_task(SMALL))
+    assert _snapshot(out) == corrupted
+    assert set(before) == set(corrupted)
+
+
+def test_export_loads_as_learned_optimizer(tiny_run, tmp_path):
+    from velo import lopt, optax_lopt
+
+    out, result = tiny_run
+    path = export(out, str(tmp_path / "exported"), "best")
+    meta_params, config, metadata = lopt.load(path)
+    assert config == lopt.preset(SMALL.lopt)
+    assert metadata["generation"] == 20
+    for a, b in zip(_leaves(meta_params), _leaves(result.meta_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    opt = optax_lopt(100, checkpoint=path)
+    params = {"w": jnp.ones((3, 2))}
+    updates, _ = opt.update(params, opt.init(params), params, loss=jnp.float32(1.0))
+    assert np.all(np.isfinite(updates["w"]))
+    with pytest.raises(ValueError, match="already exists"):
+        export(out, path)
+    assert json.load(open(os.path.join(path, "config.json")))["metadata"]["run_dir"] == out

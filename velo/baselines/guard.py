@@ -1,0 +1,81 @@
+"""Input guards every registered baseline shares: float parameters, and no NaN in the state.
+
+A step whose loss or gradients hold a NaN or an infinity is skipped: the update is zero and the
+optimizer state is returned unchanged, so one bad minibatch cannot poison the moments (optax's
+`optax.apply_if_finite` does the same for gradients, but gives up after a number of consecutive
+bad steps and does not look at the loss). The skipped steps are counted in the state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class GuardState(NamedTuple):
+    """State of `skip_nonfinite`.
+
+    Attributes:
+      inner: the wrapped optimizer's state.
+      skipped: int32 scalar, number of steps skipped for a non-finite loss or gradient.
+    """
+
+    inner: optax.OptState
+    skipped: jax.Array
+
+
+def check_float_params(params: Any) -> None:
+    """Raise `ValueError` naming the first leaf of ``params`` that is not a floating-point array."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"params leaf {jax.tree_util.keystr(path) or '<root>'} has dtype {dtype}; "
+                "optimizers need floating-point parameters: cast it (e.g. to jnp.float32) or keep "
+                "it out of the trained params"
+            )
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """Boolean scalar: every element of every leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def skip_nonfinite(opt: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """``opt`` that checks its parameters at init and skips steps with non-finite loss or grads.
+
+    Args:
+      opt: any optax transform; extra keyword arguments of ``update`` (``loss=``, ``loss_fn=``)
+        are passed through.
+
+    Returns:
+      A transform with state `GuardState`. When ``grads`` (or ``loss``, if given) is not finite
+      the update is zero and the inner state is kept; the inner update runs only on good steps.
+    """
+    opt = optax.with_extra_args_support(opt)
+
+    def init_fn(params):
+        check_float_params(params)
+        return GuardState(opt.init(params), jnp.zeros((), jnp.int32))
+
+    def update_fn(grads, state, params=None, **extra_args):
+        loss = extra_args.get("loss")
+        finite = all_finite(grads) if loss is None else all_finite(grads) & all_finite(loss)
+
+        def step(_):
+            return opt.update(grads, state.inner, params, **extra_args)
+
+        updates_shape = jax.eval_shape(step, None)[0]
+
+        def skip(_):
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), updates_shape)
+            return zeros, state.inner
+
+        updates, inner = jax.lax.cond(finite, step, skip, None)
+        return updates, GuardState(inner, state.skipped + (~finite).astype(jnp.int32))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -1,0 +1,257 @@
+"""SaLSA: Stable Armijo Line Search Adaptation (Kenneweg et al., IJCNN 2024), fully jittable.
+
+Each step updates Adam's moments. On *search steps* SaLSA tries the momentum-free preconditioned
+step ``theta - eta * P g`` (P = 1 / (sqrt(v_hat) + eps)), starting from ``growth * eta`` and
+shrinking by ``shrink`` until the smoothed Armijo test
+
+    h_t = b3 h + (1 - b3) (L - L_trial)  >=  c * eta * s,    s = b3 s + (1 - b3) sum(g * P * g)
+
+passes (h is committed only on acceptance, s once per search step; both start at 0 without bias
+correction). The accepted point is the step taken. On the other steps SaLSA takes the full Adam
+step (bias-corrected momentum) at ``growth * eta`` without storing the grown step size.
+
+Cadence: steps 1-9 always search; afterwards a search happens once ``steps since the last
+search >= min(10, 1 / (r - 1))``, with ``r = max(fast/slow, slow/fast)`` the ratio of the fast
+(0.9) and slow (0.99) moving averages of the accepted step sizes: every step while eta moves,
+every 10 steps once it settles.
+
+Faithful to the reference `SaLSA` class, including two quirks: the bias corrections use
+``count + 1`` (one step ahead of Adam's), and after ``max_trials`` failures the last tried point
+is kept while ``eta`` becomes ``shrink`` times the last try. A step whose loss equals the trial
+loss exactly is accepted without updating h (the reference's "cancellation" rule).
+
+Non-finite values: a NaN/inf trial loss fails the test (the search backtracks); a non-finite loss
+or slope at the current point disables the search (the reference's ``L >= 1e-8 and s >= 1e-8``
+gate), and the registry's `velo.baselines.guard` skips such steps entirely.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+_TINY = 1e-8  # the reference's floor on the loss and the slope before it searches
+
+
+class SalsaState(NamedTuple):
+    """State of `salsa`.
+
+    Attributes:
+      count: int32 scalar, steps taken (k).
+      mu: first moment m, like params.
+      nu: second moment v, like params.
+      step_size: float32 scalar, the stored step size eta.
+      decrease: float32 scalar h, moving average of accepted loss decreases.
+      slope: float32 scalar s, moving average of ``g . P g`` over search steps.
+      step_size_slow: float32 scalar, 0.99-average of eta after each search.
+      step_size_fast: float32 scalar, 0.9-average of eta after each search.
+      since_search: int32 scalar, steps since the last search step.
+      searches: int32 scalar, number of search steps so far.
+      trials: int32 scalar, forward passes spent on trial points so far (no backward passes).
+    """
+
+    count: jax.Array
+    mu: optax.Updates
+    nu: optax.Updates
+    step_size: jax.Array
+    decrease: jax.Array
+    slope: jax.Array
+    step_size_slow: jax.Array
+    step_size_fast: jax.Array
+    since_search: jax.Array
+    searches: jax.Array
+    trials: jax.Array
+
+
+def searches_needed_gap(step_size_fast: jax.Array, step_size_slow: jax.Array) -> jax.Array:
+    """``min(10, 1 / (r - 1))`` steps between searches, r = max(fast/slow, slow/fast)."""
+    ratio = jnp.maximum(step_size_fast / step_size_slow, step_size_slow / step_size_fast)
+    return jnp.minimum(10.0, 1.0 / ((ratio - 1.0) + _TINY))
+
+
+def salsa(
+    init_step_size: float = 1.0,
+    c: float = 0.5,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float = 0.9,
+    growth: float = 1.1,
+    shrink: float = 0.8,
+    max_trials: int = 100,
+    weight_decay: float = 0.0,
+    adaptive_cadence: bool = True,
+    eps: float = 1e-8,
+) -> optax.GradientTransformationExtraArgs:
+    """SaLSA with the reference `SaLSA` class defaults.
+
+    ``update(grads, state, params, *, loss, loss_fn)`` needs ``loss``, the minibatch loss at
+    ``params``, and ``loss_fn(p)``, the same minibatch's loss (same data, same PRNG key) at ``p``.
+
+    References:
+      Kenneweg, Kenneweg, Fumagalli, Hammer, "No learning rates needed: Introducing SALSA -
+      Stable Armijo Line Search Adaptation", IJCNN 2024, arXiv 2407.20650.
+
+    Args:
+      init_step_size: eta_0; the first trial is ``growth * init_step_size``.
+      c: Armijo constant.
+      b1, b2: Adam's moment decays.
+      b3: decay of the moving averages on both sides of the Armijo test.
+      growth: step-size growth before each step.
+      shrink: backtracking factor per failed trial.
+      max_trials: trial forward passes per search at most.
+      weight_decay: decoupled decay ``theta -= weight_decay * eta * theta`` (eta of the previous
+        step), applied before the trials.
+      adaptive_cadence: search on the cadence above (the reference's ``speed_up``); when False
+        every step searches.
+      eps: added to ``sqrt(v_hat)``.
+    """
+    _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay)
+
+    def init_fn(params):
+        f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+        return SalsaState(
+            count=i32(0), mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params),
+            step_size=f32(init_step_size), decrease=f32(0.0), slope=f32(0.0),
+            step_size_slow=f32(_TINY), step_size_fast=f32(_TINY),
+            since_search=i32(100), searches=i32(0), trials=i32(0),
+        )
+
+    def update_fn(grads, state, params=None, *, loss=None, loss_fn=None, **extra_args):
+        del extra_args  # other callers' extra arguments
+        if params is None or loss is None or loss_fn is None:
+            raise ValueError(
+                "salsa's update needs params, loss= (the minibatch loss at params) and loss_fn= "
+                "(p -> the same minibatch's loss at p) for its line search; velo.train.train "
+                "passes both"
+            )
+        loss = jnp.asarray(loss, jnp.float32)
+        count = optax.safe_increment(state.count)
+        since = state.since_search + 1
+        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+        # The reference bias-corrects with count + 1; kept for fidelity.
+        v_hat = optax.tree.bias_correction(nu, b2, count + 1)
+        precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v) + eps), v_hat)
+        m_hat = optax.tree.bias_correction(mu, b1, count + 1)
+        adam_dir = jax.tree.map(jnp.multiply, precond, m_hat)
+        plain_dir = jax.tree.map(jnp.multiply, precond, grads)
+        decay = weight_decay * state.step_size
+        eta_try = growth * state.step_size
+
+        def step_along(direction, eta):
+            return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
+
+        def skipped(_):
+            return step_along(adam_dir, eta_try), state._replace(
+                count=count, mu=mu, nu=nu, since_search=since
+            )
+
+        def searched(_):
+            slope = b3 * state.slope + (1.0 - b3) * optax.tree.vdot(grads, plain_dir)
+            can_search = (loss >= _TINY) & (slope >= _TINY)
+            updates, eta, decrease, trials = jax.lax.cond(
+                can_search,
+                lambda _: _backtrack(params, plain_dir, loss, loss_fn, state.decrease, slope,
+                                     eta_try, decay, c, b3, shrink, max_trials),
+                lambda _: (step_along(adam_dir, eta_try), eta_try, state.decrease,
+                           jnp.zeros((), jnp.int32)),
+                None,
+            )
+            return updates, SalsaState(
+                count=count, mu=mu, nu=nu, step_size=eta, decrease=decrease, slope=slope,
+                step_size_slow=0.99 * state.step_size_slow + 0.01 * eta,
+                step_size_fast=0.9 * state.step_size_fast + 0.1 * eta,
+                since_search=jnp.zeros((), jnp.int32), searches=state.searches + 1,
+                trials=state.trials + trials,
+            )
+
+        search = jnp.asarray(True)
+        if adaptive_cadence:
+            gap = searches_needed_gap(state.step_size_fast, state.step_size_slow)
+            search = (count < 10) | (since >= gap)
+        return jax.lax.cond(search, searched, skipped, None)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c, b3, shrink,
+               max_trials):
+    """The backtracking loop: (updates, stored eta, h, number of trials).
+
+    Tries ``(1 - decay) * params - eta * direction`` with eta shrinking until the smoothed Armijo
+    test passes or ``max_trials`` forwards are spent.
+    """
+
+    def trial_updates(eta):
+        return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
+
+    def keep_going(carry):
+        trials, _, _, _, accepted = carry
+        return (trials < max_trials) & ~accepted
+
+    def try_once(carry):
+        trials, eta, _, h, _ = carry
+        new_loss = loss_fn(optax.apply_updates(params, trial_updates(eta)))
+        candidate = b3 * h + (1.0 - b3) * (loss - new_loss)
+        cancelled = new_loss == loss
+        passed = candidate >= c * eta * slope  # False for NaN or inf trial losses
+        accepted = cancelled | passed
+        h = jnp.where(passed & ~cancelled, candidate, h)
+        next_eta = jnp.where(accepted, eta, shrink * eta)
+        return trials + 1, next_eta, eta, h, accepted
+
+    init = (jnp.zeros((), jnp.int32), eta, eta, decrease, jnp.asarray(False))
+    trials, eta, tried, h, _ = jax.lax.while_loop(keep_going, try_once, init)
+    return trial_updates(tried), eta, h, trials
+
+
+def salsa_paper(
+    init_step_size: float = 0.1,
+    c: float = 0.3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: float = 0.99,
+    growth: float = 2.0 ** (1.0 / 500.0),
+    shrink: float = 0.9,
+    max_trials: int = 200,
+    weight_decay: float = 0.0,
+    adaptive_cadence: bool = True,
+    eps: float = 1e-8,
+) -> optax.GradientTransformationExtraArgs:
+    """SaLSA with the constants of the paper's experiment scripts (``AdamSLS``, ``adamsls`` run).
+
+    eta_0 = 0.1, c = 0.3, smoothing 0.99, backtracking 0.9, <= 200 trials, growth
+    ``2 ** (1 / 500)`` (gamma = 2 per 500-batch epoch). Only the constants change: AdamSLS's
+    structural differences (growth compounding on every step, the momentum direction applied at
+    the accepted step size, parameter groups) are not reproduced.
+    """
+    return salsa(init_step_size, c, b1, b2, b3, growth, shrink, max_trials, weight_decay,
+                 adaptive_cadence, eps)
+
+
+def _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay):
+    def concrete(x):
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+    checks = [
+        ("c", c, 0 < c < 1 if concrete(c) else True, "in (0, 1)"),
+        ("b1", b1, 0 <= b1 < 1 if concrete(b1) else True, "in [0, 1)"),
+        ("b2", b2, 0 <= b2 < 1 if concrete(b2) else True, "in [0, 1)"),
+        ("b3", b3, 0 <= b3 < 1 if concrete(b3) else True, "in [0, 1)"),
+        ("growth", growth, growth >= 1 if concrete(growth) else True, ">= 1"),
+        ("shrink", shrink, 0 < shrink < 1 if concrete(shrink) else True, "in (0, 1)"),
+        ("init_step_size", init_step_size,
+         init_step_size > 0 if concrete(init_step_size) else True, "> 0"),
+        ("weight_decay", weight_decay,
+         weight_decay >= 0 if concrete(weight_decay) else True, ">= 0"),
+    ]
+    for name, value, ok, rule in checks:
+        if not ok:
+            raise ValueError(f"salsa: {name} must be {rule}, got {value}")
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        raise ValueError(f"salsa: max_trials must be an int >= 1, got {max_trials!r}")

@@ -1,0 +1,78 @@
+"""Across-task summaries of each optimizer: win rate against tuned Adam, mean rank, IQM speed-up."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from velo.evaluation.metrics import TaskMetrics
+from velo.evaluation.protocol import REFERENCE
+
+
+class Summary(NamedTuple):
+    """One optimizer over the suite.
+
+    Attributes:
+      tasks: number of tasks.
+      win_rate: fraction of tasks with a lower final loss than tuned Adam (``None`` for Adam).
+      mean_rank: mean over tasks of the rank by final loss among all optimizers (1 = best; ties
+        share the average rank; a diverged run ranks below every finished one).
+      speedup_iqm: interquartile mean of the per-task speed-ups.
+      speedup_median: median of the per-task speed-ups.
+      divergences: number of tasks where it diverged.
+      time_vs_adam: geometric mean over tasks of its wall time per step / Adam's.
+    """
+
+    tasks: int
+    win_rate: float | None
+    mean_rank: float
+    speedup_iqm: float
+    speedup_median: float
+    divergences: int
+    time_vs_adam: float
+
+
+def iqm(values) -> float:
+    """Interquartile mean: the mean of the middle half, dropping the lowest and highest quarter
+    (``floor(n / 4)`` values each); the plain mean below 4 values."""
+    x = np.sort(np.asarray(values, np.float64))
+    cut = len(x) // 4
+    return float(x[cut:len(x) - cut].mean())
+
+
+def _score(m: TaskMetrics) -> float:
+    return np.inf if m.diverged or not np.isfinite(m.final_loss) else m.final_loss
+
+
+def ranks(per_optimizer: dict[str, TaskMetrics]) -> dict[str, float]:
+    """Rank of each optimizer on one task by final loss (1 = best, average rank on ties)."""
+    scores = {name: _score(m) for name, m in per_optimizer.items()}
+    return {
+        name: 1.0 + sum(o < s for o in scores.values()) + (sum(o == s for o in scores.values()) - 1) / 2
+        for name, s in scores.items()
+    }
+
+
+def summarize(results: dict[str, dict[str, TaskMetrics]]) -> dict[str, Summary]:
+    """Per optimizer, the summary over ``results`` (task name -> optimizer name -> metrics)."""
+    task_ranks = {task: ranks(per_opt) for task, per_opt in results.items()}
+    names = list(next(iter(results.values())))
+    out = {}
+    for name in names:
+        rows = [per_opt[name] for per_opt in results.values()]
+        adam = [per_opt[REFERENCE] for per_opt in results.values()]
+        wins = [_score(m) < _score(a) for m, a in zip(rows, adam, strict=True)]
+        speedups = [m.speedup for m in rows]
+        out[name] = Summary(
+            tasks=len(rows),
+            win_rate=None if name == REFERENCE else float(np.mean(wins)),
+            mean_rank=float(np.mean([r[name] for r in task_ranks.values()])),
+            speedup_iqm=iqm(speedups),
+            speedup_median=float(np.median(speedups)),
+            divergences=sum(m.diverged for m in rows),
+            time_vs_adam=float(np.exp(np.mean(
+                [np.log(m.seconds_per_step / a.seconds_per_step) for m, a in zip(rows, adam)]
+            ))),
+        )
+    return out

@@ -1,0 +1,58 @@
+"""``velo eval``: compare optimizers on a task suite and write the report."""
+
+from __future__ import annotations
+
+import argparse
+
+from velo.commands.args import positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="compare optimizers on a task suite (tuned baselines, speed-up over Adam)"
+    )
+    p.add_argument("--suite", required=True,
+                   help="heldout, quick, or task names separated by commas")
+    p.add_argument("--optimizers", required=True,
+                   help="comma-separated, e.g. velo,adam,radam,lion,salsa (adam is always run)")
+    p.add_argument("--checkpoint", default=None, help="learned-optimizer checkpoint path or name")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="step budget per task (default: each task's own)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per run (default 3)")
+    p.add_argument("--grid-size", type=positive_int, default=9,
+                   help="learning rates per tuned baseline, >= 7 (default 9)")
+    p.add_argument("--reference-factor", type=positive_int, default=2,
+                   help="Adam's horizon as a multiple of the budget (default 2)")
+    p.add_argument("--out", required=True, help="output directory (re-use to resume)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from velo.evaluation import Protocol
+
+    protocol = Protocol(
+        suite=args.suite,
+        optimizers=tuple(n.strip() for n in args.optimizers.split(",") if n.strip()),
+        steps=args.steps,
+        seeds=args.seeds,
+        grid_size=args.grid_size,
+        reference_factor=args.reference_factor,
+        checkpoint=args.checkpoint,
+    )
+    print_evaluation(protocol, args.out)
+    return 0
+
+
+def print_evaluation(protocol, out: str) -> None:
+    """Run ``protocol`` into ``out`` with progress bars and print the tables and file paths."""
+    from velo.evaluation import evaluate, report
+
+    result = evaluate(protocol, out, progress=True)
+    if result.reused:
+        print(f"reused finished tasks from {out}: {', '.join(result.reused)}")
+    print(report.task_table(result.metrics))
+    print()
+    print(report.summary_table(result.summary))
+    print()
+    for name, path in result.files.items():
+        print(f"{name:>8}: {path}")

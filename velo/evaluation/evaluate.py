@@ -1,0 +1,113 @@
+"""Run a `Protocol` on its suite and write every output: the library entry point of `velo eval`."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from velo import baselines, optimizers
+from velo.evaluation import aggregate, plots, report, store, sweep
+from velo.evaluation import protocol as protocol_lib
+from velo.evaluation.metrics import TaskMetrics, choose, task_metrics
+from velo.evaluation.protocol import Protocol
+
+
+class Evaluation(NamedTuple):
+    """What `evaluate` found and wrote.
+
+    Attributes:
+      protocol: the protocol run.
+      metrics: task name -> optimizer name -> `TaskMetrics`.
+      summary: optimizer name -> `aggregate.Summary` over the suite.
+      files: output name (``"results"``, ``"summary"``, ``"report"``, ``"curves"``,
+        ``"speedup"``) -> path.
+      reused: names of the tasks taken from an earlier run in the same directory.
+    """
+
+    protocol: Protocol
+    metrics: dict[str, dict[str, TaskMetrics]]
+    summary: dict[str, aggregate.Summary]
+    files: dict[str, str]
+    reused: list[str]
+
+
+def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluation:
+    """Run every optimizer of ``protocol`` on every task of its suite and write the outputs.
+
+    Tasks already in ``out/results.json`` under the same protocol are reused, not re-run.
+
+    Raises:
+      ValueError: bad protocol (unknown suite or optimizer, small budget, ...), a checkpoint that
+        does not load, or ``out`` holding results of a different configuration.
+    """
+    protocol_lib.check(protocol)
+    suite = protocol_lib.suite_tasks(protocol.suite)
+    for task in suite:
+        protocol_lib.check_budget(protocol_lib.budget(protocol, task), protocol.ema_decay)
+    _check_checkpoint(protocol, protocol_lib.budget(protocol, suite[0]))
+    record = store.open_record(out, store.jsonable(protocol.as_dict()))
+    reused = []
+    for task in suite:
+        if store.cached_task(record, task.name, dict(task.spec)) is not None:
+            reused.append(task.name)
+            continue
+        record["tasks"][task.name] = _run_task(task, protocol, progress)
+        store.save(out, record)
+
+    metrics, chosen = {}, {}
+    for task in suite:
+        entry = record["tasks"][task.name]
+        sweeps = {n: store.sweep_from_json(s) for n, s in entry["sweeps"].items()}
+        metrics[task.name] = task_metrics(sweeps, entry["budget"], protocol.ema_decay)
+        chosen[task.name] = {
+            n: choose(s, entry["budget"], protocol.ema_decay).curve for n, s in sweeps.items()
+        }
+    summary = aggregate.summarize(metrics)
+    record["metrics"] = {t: {n: m._asdict() for n, m in ms.items()} for t, ms in metrics.items()}
+    record["summary"] = {n: s._asdict() for n, s in summary.items()}
+    store.save(out, record)
+    files = {
+        "results": os.path.join(out, store.RESULTS),
+        "curves": plots.loss_curves(os.path.join(out, "loss_curves.png"), chosen),
+        "speedup": plots.speedups(os.path.join(out, "speedup.png"), metrics),
+    }
+    files["summary"] = report.write_csv(os.path.join(out, "summary.csv"), metrics)
+    files["report"] = report.write_markdown(
+        os.path.join(out, "report.md"), protocol, metrics, summary, files)
+    return Evaluation(protocol, metrics, summary, files, reused)
+
+
+def _run_task(task, protocol: Protocol, progress: bool) -> dict:
+    """Every optimizer's sweep on ``task``, as a JSON-ready record entry."""
+    from tqdm.auto import tqdm
+
+    budget = protocol_lib.budget(protocol, task)
+    horizons = {
+        n: budget * (protocol.reference_factor if n == protocol_lib.REFERENCE else 1)
+        for n in protocol.optimizers
+    }
+    sweeps = {}
+    with tqdm(total=sum(horizons.values()), desc=task.name, unit="step", disable=not progress,
+              leave=False) as bar:
+        for name in protocol.optimizers:
+            bar.set_postfix_str(name)
+            result = sweep.run(
+                task, name, protocol_lib.learning_rates(name, protocol), protocol.seeds, budget,
+                horizons[name],
+                checkpoint=protocol.checkpoint if name == optimizers.LEARNED else None,
+                eval_params=None if name == optimizers.LEARNED else baselines.eval_params_fn(name),
+                on_chunk=bar.update,
+            )
+            sweeps[name] = store.sweep_to_json(result)
+    return {"spec": store.jsonable(dict(task.spec)), "budget": budget, "sweeps": sweeps}
+
+
+def _check_checkpoint(protocol: Protocol, budget: int) -> None:
+    """Build the learned optimizer once, so a checkpoint that does not load fails before any run."""
+    if optimizers.LEARNED not in protocol.optimizers:
+        return
+    try:
+        optimizers.make(optimizers.LEARNED, budget, checkpoint=protocol.checkpoint)
+    except Exception as e:  # orbax and the file system raise many types; report them all alike
+        what = protocol.checkpoint or "the default checkpoint"
+        raise ValueError(f"learned-optimizer checkpoint {what!r} does not load: {e}") from None

@@ -1,0 +1,152 @@
+"""The evaluation protocol: which runs are made, and how a baseline's learning rate is chosen.
+
+Every hand-designed optimizer is tuned over a log-spaced learning-rate grid centred on its default
+and judged at the rate with the lowest smoothed final training loss (mean over seeds); the learned
+optimizer and the learning-rate-free methods run once per seed at their defaults. Adam is always
+run: it is the reference of the speed-up, over a horizon ``reference_factor`` times the budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+import tasks
+from velo import baselines, optimizers
+
+REFERENCE = "adam"
+SUITES = {"heldout": lambda: tasks.heldout_suite(), "quick": lambda: tasks.quick_suite()}
+MIN_GRID = 7
+# Methods that set their own step size: run at their defaults, as the learned optimizer is.
+LEARNING_RATE_FREE = frozenset({"cocob", "dadapt_adamw", "dog", "mechanic", "prodigy"})
+# A budget must hold this many smoothing windows (1 / (1 - ema_decay) steps each), or the final
+# smoothed loss would still remember the first steps of the run.
+MIN_WINDOWS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """What one evaluation runs; also the identity of a results directory.
+
+    Attributes:
+      suite: ``"heldout"``, ``"quick"``, or comma-separated task names (``tasks.names()``).
+      optimizers: names from `velo.optimizers.names()`; ``"adam"`` is added first if missing.
+      steps: step budget of every task; ``None`` uses each task's ``default_steps``.
+      seeds: runs per optimizer and learning rate, with seeds ``0..seeds-1``.
+      grid_size: learning rates per tuned optimizer, at least 7.
+      grid_ratio: factor between neighbouring learning rates of the grid.
+      ema_decay: EMA factor smoothing the training curves (VeLO: 0.95).
+      reference_factor: Adam runs this many times the budget, so speed-ups up to this are measured.
+      checkpoint: learned-optimizer checkpoint (path or shipped name); the default when ``None``.
+    """
+
+    suite: str
+    optimizers: tuple[str, ...]
+    steps: int | None = None
+    seeds: int = 3
+    grid_size: int = 9
+    grid_ratio: float = math.sqrt(10.0)
+    ema_decay: float = 0.95
+    reference_factor: int = 2
+    checkpoint: str | None = None
+
+    def __post_init__(self):
+        names = tuple(dict.fromkeys(self.optimizers))  # drop repeats, keep order
+        if REFERENCE not in names:
+            names = (REFERENCE, *names)
+        object.__setattr__(self, "optimizers", names)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "optimizers": list(self.optimizers)}
+
+
+def check(protocol: Protocol) -> None:
+    """Raise ValueError naming the first bad field of ``protocol`` and how to fix it."""
+    known = optimizers.names()
+    unknown = [n for n in protocol.optimizers if n not in known]
+    if unknown:
+        raise ValueError(f"unknown optimizer {unknown[0]!r}; choose from: {', '.join(known)}")
+    if protocol.checkpoint is not None and optimizers.LEARNED not in protocol.optimizers:
+        raise ValueError(f"--checkpoint is for the learned optimizer: add "
+                         f"{optimizers.LEARNED!r} to --optimizers or drop --checkpoint")
+    if protocol.seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {protocol.seeds}")
+    if protocol.grid_size < MIN_GRID:
+        raise ValueError(f"grid_size must be >= {MIN_GRID} for a fair tuning, got "
+                         f"{protocol.grid_size}")
+    if not protocol.grid_ratio > 1.0:
+        raise ValueError(f"grid_ratio must be > 1, got {protocol.grid_ratio}")
+    if not 0.0 <= protocol.ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1), got {protocol.ema_decay}")
+    if protocol.reference_factor < 1:
+        raise ValueError(f"reference_factor must be >= 1, got {protocol.reference_factor}")
+    if protocol.steps is not None:
+        check_budget(protocol.steps, protocol.ema_decay)
+
+
+def check_budget(steps: int, ema_decay: float) -> None:
+    """Raise ValueError when ``steps`` is too short for the smoothing window of ``ema_decay``."""
+    window = 1.0 / (1.0 - ema_decay)
+    needed = math.ceil(MIN_WINDOWS * window)
+    if steps < needed:
+        raise ValueError(
+            f"a budget of {steps} steps is too small for the EMA smoothing (decay {ema_decay}, "
+            f"a window of ~{window:.0f} steps): use --steps >= {needed}"
+        )
+
+
+def suite_tasks(suite: str) -> list[tasks.Task]:
+    """The tasks of ``suite``: a named suite or comma-separated task names."""
+    if suite in SUITES:
+        return list(SUITES[suite]())
+    names = [n.strip() for n in suite.split(",") if n.strip()]
+    known = tasks.names()
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        raise ValueError(
+            f"unknown suite {suite!r}; use {' or '.join(SUITES)}, or task names from "
+            f"`velo tasks list` separated by commas"
+        )
+    return [tasks.get(n) for n in names]
+
+
+def budget(protocol: Protocol, task: tasks.Task) -> int:
+    """The step budget of ``task`` under ``protocol``."""
+    return protocol.steps if protocol.steps is not None else task.default_steps
+
+
+def is_tuned(name: str) -> bool:
+    """Whether optimizer ``name`` gets a learning-rate grid: hand-designed and not one of the
+    learning-rate-free methods (whose ``learning_rate``, if any, is a multiplier meant to stay 1)."""
+    if name == optimizers.LEARNED or name in LEARNING_RATE_FREE:
+        return False
+    return "learning_rate" in baselines.defaults(name)
+
+
+def learning_rates(name: str, protocol: Protocol) -> list[float] | None:
+    """The ``grid_size`` log-spaced learning rates of ``name`` around its default; None if untuned.
+
+    The default sits in the middle of the grid (one above the middle when the size is even).
+    """
+    if not is_tuned(name):
+        return None
+    centre = baselines.defaults(name)["learning_rate"]
+    offsets = np.arange(protocol.grid_size) - protocol.grid_size // 2
+    return [float(centre * protocol.grid_ratio**k) for k in offsets]
+
+
+def select(final_losses: np.ndarray, diverged: np.ndarray) -> int:
+    """Index of the best learning rate: lowest smoothed final loss among the runs that did not
+    diverge (ties go to the smaller rate); the lowest loss overall if every rate diverged.
+
+    Args:
+      final_losses: ``[L]`` seed-mean smoothed final training loss per learning rate.
+      diverged: ``[L]`` bool, any seed of that learning rate diverged.
+    """
+    loss = np.where(np.isfinite(final_losses), final_losses, np.inf)
+    if not diverged.all():
+        loss = np.where(diverged, np.inf, loss)
+    return int(np.argmin(loss))
+

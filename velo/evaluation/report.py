@@ -1,0 +1,116 @@
+"""The human-readable outputs: ``summary.csv`` (one row per task and optimizer) and ``report.md``."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from velo.evaluation.aggregate import Summary
+from velo.evaluation.metrics import TaskMetrics
+from velo.evaluation.protocol import REFERENCE, Protocol
+
+
+def _speedup(m: TaskMetrics) -> str:
+    return f"{'>' if m.speedup_censored else ''}{m.speedup:.2f}"
+
+
+def _optional(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def summary_table(summary: dict[str, Summary]) -> str:
+    """Markdown table of the across-task summary, best mean rank first."""
+    lines = [
+        "| optimizer | win rate vs tuned Adam | mean rank | speed-up IQM | speed-up median "
+        "| divergences | time/step vs Adam |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in sorted(summary.items(), key=lambda kv: kv[1].mean_rank):
+        win = "-" if s.win_rate is None else f"{s.win_rate:.0%} of {s.tasks}"
+        lines.append(
+            f"| {name} | {win} | {s.mean_rank:.2f} | {s.speedup_iqm:.2f} | {s.speedup_median:.2f} "
+            f"| {s.divergences} | {s.time_vs_adam:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def task_table(metrics: dict[str, dict[str, TaskMetrics]]) -> str:
+    """Markdown table with one row per task and optimizer."""
+    lines = [
+        "| task | optimizer | final train loss | test loss | test accuracy | speed-up "
+        "| steps to Adam's loss | learning rate | us/step | forward passes/step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, per_opt in metrics.items():
+        for name, m in per_opt.items():
+            loss = f"{m.final_loss:.4g}" + (" (diverged)" if m.diverged else "")
+            lr = _optional(m.learning_rate, ".3g") + ("*" if m.lr_at_edge else "")
+            lines.append(
+                f"| {task} | {name} | {loss} | {_optional(m.test.get('loss'), '.4g')} "
+                f"| {_optional(m.test.get('accuracy'), '.2%')} | {_speedup(m)} "
+                f"| {_optional(m.steps_to_adam, '.0f')} | {lr} | {m.seconds_per_step * 1e6:.0f} "
+                f"| {_optional(m.forward_passes_per_step, '.2f')} |"
+            )
+    return "\n".join(lines)
+
+
+def write_csv(path: str, metrics: dict[str, dict[str, TaskMetrics]]) -> str:
+    """Write ``summary.csv``; test metrics become ``test_<name>`` columns. Returns ``path``."""
+    test_keys = sorted({k for per_opt in metrics.values() for m in per_opt.values() for k in m.test})
+    fields = [f for f in TaskMetrics._fields if f != "test"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "optimizer", *fields, *(f"test_{k}" for k in test_keys)])
+        for task, per_opt in metrics.items():
+            for name, m in per_opt.items():
+                row = [getattr(m, field) for field in fields]
+                writer.writerow([task, name, *("" if v is None else v for v in row),
+                                 *(m.test.get(k, "") for k in test_keys)])
+    return path
+
+
+def write_markdown(
+    path: str,
+    protocol: Protocol,
+    metrics: dict[str, dict[str, TaskMetrics]],
+    summary: dict[str, Summary],
+    files: dict[str, str],
+) -> str:
+    """Write ``report.md``: the protocol, the summary and per-task tables, the plots."""
+    p = protocol
+    budget = f"{p.steps} steps" if p.steps is not None else "each task's default steps"
+    text = f"""# velo evaluation: {p.suite} suite
+
+Optimizers: {', '.join(p.optimizers)}. Budget: {budget}; {p.seeds} seed(s) per run.
+Learned optimizer checkpoint: {p.checkpoint or 'default'}.
+Tuned baselines: {p.grid_size} learning rates, a factor {p.grid_ratio:.3g} apart around each
+default, best by smoothed final training loss; learned and learning-rate-free optimizers untuned.
+Training curves are smoothed by an EMA of {p.ema_decay}. Speed-up (VeLO's metric): steps that tuned
+{REFERENCE.capitalize()} needs, on the monotone lower envelope of its smoothed curves over all learning
+rates and a horizon of {p.reference_factor}x the budget, to reach the optimizer's final loss,
+divided by the budget (">" marks a lower bound: Adam never got there).
+
+## Across {len(metrics)} task(s)
+
+{summary_table(summary)}
+
+Win rate: share of tasks with a lower final training loss than tuned Adam. Mean rank: by final
+training loss among these optimizers (1 = best, a diverged run ranks last). IQM: mean of the middle
+half of the per-task speed-ups. Time per step: geometric mean over tasks.
+
+## Per task
+
+{task_table(metrics)}
+
+`*` the chosen learning rate is at the edge of the grid. us/step: wall time of one step of one run
+(runs are batched over learning rates and seeds). Forward passes per step count line-search trials.
+
+## Plots
+
+![training loss per task]({os.path.basename(files['curves'])})
+
+![speed-up per task]({os.path.basename(files['speedup'])})
+"""
+    with open(path, "w") as f:
+        f.write(text)
+    return path

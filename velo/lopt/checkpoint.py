@@ -1,0 +1,149 @@
+"""Saving and loading meta-parameters: an orbax checkpoint plus ``config.json`` beside it.
+
+Layout of a checkpoint directory::
+
+    <path>/config.json   {"feature_version": int, "config": {...}, "metadata": {...}}
+    <path>/params/       orbax checkpoint of the meta-parameter pytree
+
+``config.json`` is written last, so a directory holding it is complete (and is what
+`checkpoints.names()` looks for).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+import checkpoints
+from velo.lopt.config import DEFAULT_PRESET, FEATURE_VERSION, Config, preset
+from velo.lopt.init import check_meta_params, init_meta_params, meta_param_shapes
+
+# The shipped checkpoint `optax_lopt` uses when given neither checkpoint= nor meta_params=.
+DEFAULT_CHECKPOINT = "velo_small"
+CONFIG_FILE = "config.json"
+PARAMS_DIR = "params"
+
+
+def save(path: str, meta_params: Any, config: Config, metadata: dict | None = None) -> str:
+    """Write ``meta_params`` (built for ``config``) and JSON-serialisable ``metadata`` to the new
+    directory ``path``; returns its absolute path."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and os.listdir(path):
+        raise ValueError(f"checkpoint path {path} already exists and is not empty; pick a new one")
+    check_meta_params(meta_params, config, f"meta_params given to save({path!r})")
+    try:
+        record = json.dumps(
+            {"feature_version": FEATURE_VERSION, "config": config.to_dict(),
+             "metadata": dict(metadata or {})},
+            indent=2,
+        )
+    except TypeError as err:
+        raise ValueError(f"checkpoint metadata must be JSON-serialisable: {err}") from None
+    import orbax.checkpoint as ocp
+
+    host = jax.tree.map(np.asarray, meta_params)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(path, PARAMS_DIR), host)
+        ckptr.wait_until_finished()
+    with open(os.path.join(path, CONFIG_FILE), "w") as f:
+        f.write(record)
+    return path
+
+
+def load(path: str) -> tuple[Any, Config, dict]:
+    """Read a checkpoint written by `save`: ``(meta_params, config, metadata)``.
+
+    Raises `ValueError` for a missing or corrupted checkpoint, or one written for a different
+    feature version or with a config this code does not know.
+    """
+    path = os.path.abspath(os.fspath(path))
+    config_file = os.path.join(path, CONFIG_FILE)
+    if not os.path.isfile(config_file):
+        raise ValueError(
+            f"no learned-optimizer checkpoint at {path} (missing {CONFIG_FILE}); pass a directory "
+            "written by velo.lopt.save or the name of a shipped checkpoint"
+        )
+    try:
+        with open(config_file) as f:
+            record = json.load(f)
+        version, fields = record["feature_version"], record["config"]
+        metadata = record.get("metadata", {})
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"corrupted checkpoint {config_file}: {err}") from None
+    if version != FEATURE_VERSION:
+        raise ValueError(
+            f"checkpoint {path} was written for feature version {version}, but this velo computes "
+            f"feature version {FEATURE_VERSION}; use a matching velo release or re-train"
+        )
+    config = Config.from_dict(fields)
+    target = meta_param_shapes(config)
+    import orbax.checkpoint as ocp
+
+    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target)
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            meta_params = ckptr.restore(os.path.join(path, PARAMS_DIR), target)
+    except Exception as err:  # orbax raises many types for unreadable or mismatched data
+        raise ValueError(
+            f"corrupted checkpoint {path}: its parameters do not load for the config in "
+            f"{CONFIG_FILE} ({type(err).__name__}: {str(err)[:300]})"
+        ) from None
+    meta_params = jax.tree.map(jax.numpy.asarray, meta_params)
+    check_meta_params(meta_params, config, f"checkpoint {path}")
+    return meta_params, config, metadata
+
+
+def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> tuple[Any, Config]:
+    """The ``(meta_params, config)`` that `optax_lopt` runs with.
+
+    ``meta_params`` (possibly traced) wins, with ``config`` or the default preset; else
+    ``checkpoint``, a path or a shipped checkpoint's name; else the shipped `DEFAULT_CHECKPOINT`,
+    or, until one ships, the initialisation (with a one-time warning).
+    """
+    if meta_params is not None:
+        if checkpoint is not None:
+            raise ValueError("pass either checkpoint= or meta_params=, not both")
+        config = config if config is not None else preset(DEFAULT_PRESET)
+        check_meta_params(meta_params, config)
+        return meta_params, config
+    if checkpoint is None and DEFAULT_CHECKPOINT in checkpoints.names():
+        checkpoint = DEFAULT_CHECKPOINT
+    if checkpoint is None:
+        config = config if config is not None else preset(DEFAULT_PRESET)
+        return _untrained(config), config
+    loaded, saved_config, _ = load(_checkpoint_path(checkpoint))
+    if config is not None and config != saved_config:
+        raise ValueError(
+            f"checkpoint {checkpoint!r} was saved with {saved_config}, which differs from the "
+            f"config= given ({config}); drop config= or pass the matching one"
+        )
+    return loaded, saved_config
+
+
+def _checkpoint_path(checkpoint: str) -> str:
+    if checkpoint in checkpoints.names():
+        return checkpoints.path(checkpoint)
+    if os.path.isdir(checkpoint):
+        return checkpoint
+    shipped = ", ".join(checkpoints.names()) or "(none)"
+    raise ValueError(
+        f"no checkpoint directory {os.path.abspath(checkpoint)} and no shipped checkpoint named "
+        f"{checkpoint!r}; shipped: {shipped}"
+    )
+
+
+@functools.cache
+def _untrained(config: Config) -> Any:
+    warnings.warn(
+        f"no pretrained learned-optimizer checkpoint {DEFAULT_CHECKPOINT!r} is shipped yet; using "
+        "the untrained initialisation (a normalised-momentum method). Pass checkpoint= to use "
+        "meta-trained weights.",
+        stacklevel=4,
+    )
+    return init_meta_params(jax.random.key(0), config)

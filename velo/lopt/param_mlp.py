@@ -1,0 +1,110 @@
+"""The per-parameter MLP: RMS-normalised features -> (direction d, log-magnitude m), per element.
+
+Its weights are emitted per tensor by the hypernetwork as a softmax mix over a bank of K weight
+sets. The MLP is written out unit by unit on per-feature arrays rather than as a matmul over a
+stacked ``[..., 30]`` array, so XLA fuses feature construction and the whole MLP into a single
+elementwise loop that never materialises the features.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from velo.lopt.config import Config
+from velo.lopt.features import NUM_ELEMENT_FEATURES
+
+# Index in `features.element_features` of the first momentum divided by sqrt(second moment):
+# Adam's direction, which the initial MLP passes through.
+PRECONDITIONED_MOMENTUM = 7
+
+
+class MLPWeights(NamedTuple):
+    """Weights of one MLP (or a stack of them, with leading axes).
+
+    Attributes:
+      w1: ``[F, H]``; b1: ``[H]``; w2: ``[H, H]``; b2: ``[H]``; w3: ``[H, 2]``; b3: ``[2]``.
+      Output 0 is the direction d, output 1 the log-magnitude m.
+    """
+
+    w1: jax.Array
+    b1: jax.Array
+    w2: jax.Array
+    b2: jax.Array
+    w3: jax.Array
+    b3: jax.Array
+
+
+def init_bank(key: jax.Array, config: Config) -> MLPWeights:
+    """``[bank_size, ...]`` weight sets scattered around a hand-designed MLP.
+
+    The hand-designed MLP outputs d = normalised preconditioned momentum exactly (hidden units
+    0 and 1 carry relu(x) and relu(-x); d = h0 - h1) and m = 0, i.e. a normalised Adam-like step.
+    Its remaining hidden units get fan-in scaled random input weights and zero output weights, so
+    meta-training can recruit them. Each bank member adds ``init_noise``-scaled noise.
+    """
+    f, h = NUM_ELEMENT_FEATURES, config.mlp_hidden
+    if h < 2:
+        raise ValueError(f"Config.mlp_hidden must be >= 2 for the initial MLP, got {h}")
+    base_key, noise_key = jax.random.split(key)
+    k1, k2 = jax.random.split(base_key)
+    # Pass-through path: units 0 and 1 of both hidden layers; the rest is random and unused.
+    w1_fixed, w1_free = np.zeros((f, h), np.float32), np.ones((f, h), np.float32)
+    w1_fixed[PRECONDITIONED_MOMENTUM, :2] = (1.0, -1.0)
+    w1_free[:, :2] = 0.0
+    w2_fixed, w2_free = np.zeros((h, h), np.float32), np.ones((h, h), np.float32)
+    w2_fixed[0, 0] = w2_fixed[1, 1] = 1.0
+    w2_free[:2, :] = w2_free[:, :2] = 0.0
+    w3 = np.zeros((h, 2), np.float32)
+    w3[0, 0], w3[1, 0] = 1.0, -1.0
+    w1 = w1_fixed + w1_free * jax.random.normal(k1, (f, h)) / math.sqrt(f)
+    w2 = w2_fixed + w2_free * jax.random.normal(k2, (h, h)) / math.sqrt(h)
+    base = MLPWeights(w1, jnp.zeros(h), w2, jnp.zeros(h), w3, jnp.zeros(2))
+    keys = jax.random.split(noise_key, len(base))
+
+    def scatter(k, w):
+        fan_in = w.shape[0] if w.ndim == 2 else 1
+        noise = jax.random.normal(k, (config.bank_size, *w.shape)) / math.sqrt(fan_in)
+        return (w + config.init_noise * noise).astype(jnp.float32)
+
+    return MLPWeights(*(scatter(k, w) for k, w in zip(keys, base)))
+
+
+def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
+    """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``."""
+    coeffs = jax.nn.softmax(logits, axis=-1)
+    return MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
+
+
+def apply(weights: MLPWeights, feats: list[jax.Array], feature_rms: jax.Array):
+    """Run one tensor's MLP elementwise.
+
+    Args:
+      weights: one MLP (no leading axes).
+      feats: `NUM_ELEMENT_FEATURES` arrays broadcastable to the tensor's shape.
+      feature_rms: ``[F]`` RMS of each feature over the tensor; folded into ``w1`` so the
+        normalisation costs nothing per element.
+
+    Returns:
+      ``(d, m)``, each of the tensor's shape.
+    """
+    w1 = weights.w1 / feature_rms[:, None]
+    hidden = [_unit(feats, w1[:, j], weights.b1[j]) for j in range(w1.shape[1])]
+    hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
+    d, m = (_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(2))
+    return d, m
+
+
+def _dense(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
+    out = b
+    for i, x in enumerate(xs):
+        out = out + x * w[i]
+    return out
+
+
+def _unit(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
+    return jax.nn.relu(_dense(xs, w, b))
