@@ -82,7 +82,8 @@ def main(argv=None) -> None:
     for task_name in args.tasks:
         task = tasks.get(task_name)
         print(f"\n### {task_name}\n")
-        print("| optimizer | ms / step | time vs optax.adam | trial forwards / step (after step 10) |")
+        print("| optimizer | ms / step | time vs optax.adam "
+              "| trial forwards / step (after step 10) |")
         print("| --- | ---: | ---: | ---: |")
         for name, ms, ratio, trials in _benchmark_task(task, args.steps, args.rounds):
             extra = "" if trials is None else f"{trials:.2f}"

@@ -116,31 +116,20 @@ def measure(opt, params, loss_fn, repeats):
 
 
 def state_bytes(state, params):
-    """(bytes per parameter over all tensors, bytes per parameter over rank >= 2 tensors)."""
+    """(state bytes per parameter over all tensors, over weight matrices (rank >= 2) only).
+
+    A state leaf belongs to a matrix when it has the matrix's shape or is one of its Adafactor
+    row/column factors.
+    """
     leaves = jax.tree.leaves(params)
-    total = sum(x.nbytes for x in jax.tree.leaves(state))
+    matrices = {x.shape for x in leaves if x.ndim >= 2}
+    factors = {f for s in matrices for f in ((*s[:-1], 1), (*s[:-2], 1, s[-1]))}
+    state_leaves = jax.tree.leaves(state)
+    total = sum(x.nbytes for x in state_leaves)
+    on_matrices = sum(x.nbytes for x in state_leaves if x.shape in matrices | factors)
     n = sum(x.size for x in leaves)
-    matrix_params = sum(x.size for x in leaves if x.ndim >= 2)
-    small = sum(x.nbytes for x in jax.tree.leaves(state) if x.ndim < 2 or x.size < 1)
-    per_matrix_state = _matrix_state_bytes(state, params)
-    del small
-    return total / n, per_matrix_state / matrix_params
-
-
-def _matrix_state_bytes(state, params):
-    """State bytes attributable to rank >= 2 parameters (per-leaf state whose shape says so)."""
-    shapes = {x.shape for x in jax.tree.leaves(params) if x.ndim >= 2}
-    total = 0
-    for x in jax.tree.leaves(state):
-        if x.shape in shapes:
-            total += x.nbytes
-        elif x.ndim >= 2 and any(_is_factor(x.shape, s) for s in shapes):
-            total += x.nbytes
-    return total
-
-
-def _is_factor(shape, param_shape):
-    return shape in ((*param_shape[:-1], 1), (*param_shape[:-2], 1, param_shape[-1]))
+    n_matrices = sum(x.size for x in leaves if x.ndim >= 2)
+    return total / n, on_matrices / n_matrices
 
 
 def main(argv=None):

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     smp = tsub.add_parser("sample", help="draw task specs from a distribution")
     smp.add_argument("--distribution", default="default", choices=DISTRIBUTION_NAMES)
     smp.add_argument("--seed", type=int, default=0)
-    smp.add_argument("--count", type=int, default=1, help="number of specs (seeds seed, seed+1, ...)")
+    smp.add_argument("--count", type=int, default=1,
+                     help="number of specs (seeds seed, seed+1, ...)")
     smp.set_defaults(func=sample_tasks)
 
 

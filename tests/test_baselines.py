@@ -20,7 +20,8 @@ LR_FREE = {"prodigy", "dadapt_adamw", "mechanic", "cocob", "dog"}
 
 
 def quadratic(params):
-    return sum(jnp.sum((i + 1.0) * jnp.square(x - 0.5)) for i, x in enumerate(jax.tree.leaves(params)))
+    leaves = jax.tree.leaves(params)
+    return sum(jnp.sum((i + 1.0) * jnp.square(x - 0.5)) for i, x in enumerate(leaves))
 
 
 def small_params():
@@ -118,8 +119,8 @@ def test_eval_params_hooks():
 @pytest.mark.parametrize("name", NAMES)
 def test_every_name_builds_through_velo_optimizers(name):
     lr = {"learning_rate": 2e-3} if name in LR_NAMES else {}
-    opt = optimizers.make(name, 10, **lr, hparams={"eps": 1e-7} if "eps" in baselines.defaults(
-        name) else {})
+    hparams = {"eps": 1e-7} if "eps" in baselines.defaults(name) else {}
+    opt = optimizers.make(name, 10, **lr, hparams=hparams)
     assert isinstance(opt, optax.GradientTransformationExtraArgs)
 
 
@@ -129,7 +130,8 @@ def test_every_name_builds_through_velo_optimizers(name):
     ["--optimizer", "ranger", "--set", "sync_period=3"],
 ])
 def test_velo_train_cli(argv, tmp_path):
-    code = cli.main(["train", "--task", "digits_mlp", "--steps", "2", "--out", str(tmp_path), *argv])
+    base = ["train", "--task", "digits_mlp", "--steps", "2", "--out", str(tmp_path)]
+    code = cli.main([*base, *argv])
     assert code == 0 and (tmp_path / "run.json").exists()
 
 

@@ -60,7 +60,7 @@ def run_numpy(step, problem):
 
 
 def assert_close(jax_updates, np_updates, rtol=1e-5):
-    for t, (a, b) in enumerate(zip(jax_updates, np_updates)):
+    for t, (a, b) in enumerate(zip(jax_updates, np_updates, strict=True)):
         for k in SHAPES:
             err = np.linalg.norm(np.ravel(a[k] - b[k])) / max(np.linalg.norm(np.ravel(b[k])), 1e-30)
             assert err < rtol, f"step {t + 1}, leaf {k}: relative error {err:.2e}"
@@ -136,7 +136,7 @@ def test_gi_adam_first_step_is_warmup_sized():
     params = jax.tree.map(jnp.zeros_like, g)
     opt = baselines.make("gi_adam", learning_rate=0.1)
     updates, _ = opt.update(g, opt.init(params), params)
-    for u, grad in zip(jax.tree.leaves(updates), jax.tree.leaves(g)):
+    for u, grad in zip(jax.tree.leaves(updates), jax.tree.leaves(g), strict=True):
         np.testing.assert_allclose(u, -0.1 * np.sqrt(1 - 0.999) * np.sign(grad), rtol=1e-4)
 
 

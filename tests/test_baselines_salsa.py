@@ -31,7 +31,7 @@ def start(scale=1.0):
 
 @functools.partial(jax.jit, static_argnums=0)
 def run(opt, params):
-    """``STEPS`` steps on the quadratic: per-step (loss, params, state) before the step, and after."""
+    """``STEPS`` steps on the quadratic; per step: loss, params, state, new loss, new state."""
 
     def step(carry, _):
         params, state = carry

@@ -1,25 +1,30 @@
 """The evaluation: speed-up arithmetic, learning-rate selection, caching, outputs and bad input."""
 
+import dataclasses
 import json
 import math
 
+import jax
 import numpy as np
 import optax
 import pytest
 
 import tasks
-from velo import cli
+from velo import cli, lopt
 from velo.evaluation import (
     Protocol,
+    aggregate,
+    curves,
     evaluate,
     iqm,
     learning_rates,
+    metrics,
     monotone_envelope,
     select,
     speedup,
     steps_to_reach,
+    sweep,
 )
-from velo.evaluation import aggregate, curves, metrics, sweep
 from velo.evaluation.sweep import Sweep
 from velo.train import train
 
@@ -109,36 +114,48 @@ def test_sweep_runs_match_single_training_runs():
     assert s.test["accuracy"][1, 1] == pytest.approx(single.test["accuracy"], abs=1e-6)
 
 
-PROTOCOL = Protocol(TASK, ("adam", "salsa"), steps=100, seeds=2, grid_size=7)
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    config = lopt.preset("tiny")
+    path = str(tmp_path_factory.mktemp("ckpt") / "tiny")
+    return lopt.save(path, lopt.init_meta_params(jax.random.key(0), config), config)
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
+def protocol(checkpoint):
+    return Protocol(TASK, ("adam", "salsa", "velo"), steps=100, seeds=2, grid_size=7,
+                    checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="module")
+def evaluated(protocol, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    return evaluate(PROTOCOL, str(out)), out
+    return evaluate(protocol, str(out)), out
 
 
 def test_evaluate_writes_every_output(evaluated):
     result, out = evaluated
     record = json.loads((out / "results.json").read_text())
-    assert record["config"]["optimizers"] == ["adam", "salsa"]
+    assert record["config"]["optimizers"] == ["adam", "salsa", "velo"]
+    assert record["config"]["learned_optimizer"].startswith(record["config"]["checkpoint"])
     adam = record["tasks"][TASK]["sweeps"]["adam"]
     assert np.array(adam["losses"]).shape == (7, 2, 200)  # reference horizon: 2x the budget
     assert np.array(record["tasks"][TASK]["sweeps"]["salsa"]["losses"]).shape == (1, 2, 100)
     for png in ("loss_curves.png", "speedup.png"):
         assert (out / png).stat().st_size > 5000
     rows = (out / "summary.csv").read_text().splitlines()
-    assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 3
+    assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 4
     report = (out / "report.md").read_text()
-    assert "| salsa |" in report and "loss_curves.png" in report
+    assert "| salsa |" in report and "| velo |" in report and "loss_curves.png" in report
     m = result.metrics[TASK]
+    assert m["velo"].learning_rate is None and np.isfinite(m["velo"].final_loss)
     assert m["adam"].speedup == pytest.approx(1.0, abs=0.02) and m["adam"].learning_rate
     assert m["salsa"].forward_passes_per_step > 1.0 and m["salsa"].learning_rate is None
     assert 0.0 < m["adam"].test["accuracy"] <= 1.0
     assert result.summary["salsa"].tasks == 1 and result.summary["adam"].win_rate is None
 
 
-def test_rerun_reuses_finished_tasks(evaluated, monkeypatch):
+def test_rerun_reuses_finished_tasks(evaluated, protocol, monkeypatch):
     _, out = evaluated
     before = (out / "results.json").read_text()
 
@@ -146,18 +163,34 @@ def test_rerun_reuses_finished_tasks(evaluated, monkeypatch):
         raise AssertionError("a finished task was run again")
 
     monkeypatch.setattr(sweep, "run", no_runs)
-    again = evaluate(PROTOCOL, str(out))
+    again = evaluate(protocol, str(out))
     assert again.reused == [TASK]
-    assert json.loads(before)["metrics"] == json.loads((out / "results.json").read_text())["metrics"]
+    after = json.loads((out / "results.json").read_text())
+    assert json.loads(before)["metrics"] == after["metrics"]
 
 
-def test_directory_of_another_configuration_is_refused(evaluated):
+def test_directory_of_another_configuration_is_refused(evaluated, protocol, tmp_path):
     _, out = evaluated
     before = (out / "results.json").read_bytes()
-    other = Protocol(TASK, ("adam", "salsa"), steps=120, seeds=2, grid_size=7)
+    longer = dataclasses.replace(protocol, steps=120)
     with pytest.raises(ValueError, match="different configuration.*steps: 100 there, 120 now"):
-        evaluate(other, str(out))
+        evaluate(longer, str(out))
+    config = lopt.preset("tiny")  # same path name, other weights: refused too
+    other = lopt.save(str(tmp_path / "tiny"), lopt.init_meta_params(jax.random.key(1), config),
+                      config)
+    with pytest.raises(ValueError, match="different configuration.*learned_optimizer"):
+        evaluate(dataclasses.replace(protocol, checkpoint=other), str(out))
     assert (out / "results.json").read_bytes() == before
+
+
+def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
+    _, out = evaluated  # same protocol as the fixture: nothing is re-run
+    argv = ["eval", "--suite", TASK, "--optimizers", "adam,salsa,velo", "--steps", "100",
+            "--seeds", "2", "--grid-size", "7", "--checkpoint", checkpoint, "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"reused finished tasks from {out}: {TASK}" in printed
+    assert "| salsa |" in printed and str(out / "loss_curves.png") in printed
 
 
 @pytest.mark.parametrize("argv, message", [

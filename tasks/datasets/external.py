@@ -35,10 +35,13 @@ class External(NamedTuple):
 
 EXTERNAL = {
     "mnist": External(DatasetInfo("image", (8, 8, 1), 10), "mnist", "mnist"),
-    "fashion_mnist": External(DatasetInfo("image", (8, 8, 1), 10), "fashion_mnist", "fashion_mnist"),
+    "fashion_mnist": External(
+        DatasetInfo("image", (8, 8, 1), 10), "fashion_mnist", "fashion_mnist"
+    ),
     "cifar10": External(DatasetInfo("image", (8, 8, 3), 10), "cifar10", "cifar10"),
     "tiny_shakespeare": External(
-        DatasetInfo("text", (), 256, target="tokens"), "tiny_shakespeare", "karpathy/tiny_shakespeare"
+        DatasetInfo("text", (), 256, target="tokens"), "tiny_shakespeare",
+        "karpathy/tiny_shakespeare"
     ),
 }
 
@@ -96,7 +99,9 @@ def load_npz(path: str) -> Dataset:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError) as e:
-        raise ValueError(f"cannot read dataset file {path!r} ({e}); expected {NPZ_LAYOUT}") from None
+        raise ValueError(
+            f"cannot read dataset file {path!r} ({e}); expected {NPZ_LAYOUT}"
+        ) from None
     return from_arrays(arrays, f"dataset file {path!r}")
 
 

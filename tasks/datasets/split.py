@@ -15,6 +15,5 @@ def split_arrays(
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(
-        info, jnp.asarray(x[train]), jnp.asarray(y[train]), jnp.asarray(x[test]), jnp.asarray(y[test])
-    )
+    return Dataset(info, jnp.asarray(x[train]), jnp.asarray(y[train]),
+                   jnp.asarray(x[test]), jnp.asarray(y[test]))

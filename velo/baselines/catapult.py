@@ -68,7 +68,8 @@ def catapult_learning_rate(
         return float(grid[-1])
     first = int(np.argmax(flags))
     if first == 0:
-        raise ValueError(f"catapult search: even the first candidate {start} catapults; lower start")
+        raise ValueError(f"catapult search: the first candidate {start} already catapults; "
+                         "pass a smaller start")
     lo, hi = grid[first - 1], grid[first]
     for _ in range(bisections):
         mid = np.sqrt(lo * hi)

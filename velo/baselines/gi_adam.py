@@ -31,7 +31,7 @@ class ScaleByGiAdamState(NamedTuple):
 def scale_by_gi_adam(
     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, initial_grads: Any = None
 ) -> optax.GradientTransformation:
-    """`optax.scale_by_adam` with ``nu`` initialised to ``initial_grads ** 2`` (or the first grads)."""
+    """`optax.scale_by_adam` with ``nu`` starting at ``initial_grads ** 2`` (or the first ones)."""
     adam = optax.scale_by_adam(b1, b2, eps)
 
     def init_fn(params):

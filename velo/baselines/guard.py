@@ -54,7 +54,8 @@ def skip_nonfinite(opt: optax.GradientTransformation) -> optax.GradientTransform
 
     Returns:
       A transform with state `GuardState`. When ``grads`` (or ``loss``, if given) is not finite
-      the update is zero and the inner state is kept; the inner update runs only on good steps.
+      the update is zero and the inner state is kept (the inner update still runs, and its result
+      is discarded).
     """
     opt = optax.with_extra_args_support(opt)
 
@@ -65,17 +66,11 @@ def skip_nonfinite(opt: optax.GradientTransformation) -> optax.GradientTransform
     def update_fn(grads, state, params=None, **extra_args):
         loss = extra_args.get("loss")
         finite = all_finite(grads) if loss is None else all_finite(grads) & all_finite(loss)
-
-        def step(_):
-            return opt.update(grads, state.inner, params, **extra_args)
-
-        updates_shape = jax.eval_shape(step, None)[0]
-
-        def skip(_):
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), updates_shape)
-            return zeros, state.inner
-
-        updates, inner = jax.lax.cond(finite, step, skip, None)
+        updates, inner = opt.update(grads, state.inner, params, **extra_args)
+        # Selects rather than lax.cond: XLA fuses them into the update's own elementwise loops,
+        # while a conditional would cut fusion and cost a fixed ~0.1 ms per step on CPU.
+        updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
+        inner = jax.tree.map(lambda new, old: jnp.where(finite, new, old), inner, state.inner)
         return updates, GuardState(inner, state.skipped + (~finite).astype(jnp.int32))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -6,6 +6,12 @@
 or gradient are skipped and leave the state unchanged). ``defaults(name)`` lists the accepted
 hyperparameters with their defaults; ``eval_params_fn(name)`` gives the point to evaluate at for
 optimizers whose iterate is not it (schedule-free, Lookahead), else ``None``.
+
+Non-finite input, per method: every registered optimizer skips the step through the guard (zero
+update, state unchanged, ``state.skipped`` counts it). Inside SaLSA's line search, a NaN or
+infinite *trial* loss fails the Armijo test, so the search backtracks past it. The unregistered
+library transforms (`salsa`, `lookahead`, `gi_adam`, ...) have no guard; wrap them with
+`skip_nonfinite` to get it.
 """
 
 from __future__ import annotations

@@ -234,24 +234,19 @@ def salsa_paper(
                  adaptive_cadence, eps)
 
 
-def _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay):
-    def concrete(x):
-        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+def _check(name: str, value, ok, rule: str) -> None:
+    """Raise if ``value`` is a concrete number breaking ``rule``; tracers pass unchecked."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not ok(value):
+        raise ValueError(f"salsa: {name} must be {rule}, got {value}")
 
-    checks = [
-        ("c", c, 0 < c < 1 if concrete(c) else True, "in (0, 1)"),
-        ("b1", b1, 0 <= b1 < 1 if concrete(b1) else True, "in [0, 1)"),
-        ("b2", b2, 0 <= b2 < 1 if concrete(b2) else True, "in [0, 1)"),
-        ("b3", b3, 0 <= b3 < 1 if concrete(b3) else True, "in [0, 1)"),
-        ("growth", growth, growth >= 1 if concrete(growth) else True, ">= 1"),
-        ("shrink", shrink, 0 < shrink < 1 if concrete(shrink) else True, "in (0, 1)"),
-        ("init_step_size", init_step_size,
-         init_step_size > 0 if concrete(init_step_size) else True, "> 0"),
-        ("weight_decay", weight_decay,
-         weight_decay >= 0 if concrete(weight_decay) else True, ">= 0"),
-    ]
-    for name, value, ok, rule in checks:
-        if not ok:
-            raise ValueError(f"salsa: {name} must be {rule}, got {value}")
+
+def _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay):
+    for name, value in (("c", c), ("shrink", shrink)):
+        _check(name, value, lambda x: 0 < x < 1, "in (0, 1)")
+    for name, value in (("b1", b1), ("b2", b2), ("b3", b3)):
+        _check(name, value, lambda x: 0 <= x < 1, "in [0, 1)")
+    _check("growth", growth, lambda x: x >= 1, ">= 1")
+    _check("init_step_size", init_step_size, lambda x: x > 0, "> 0")
+    _check("weight_decay", weight_decay, lambda x: x >= 0, ">= 0")
     if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
         raise ValueError(f"salsa: max_trials must be an int >= 1, got {max_trials!r}")

@@ -48,8 +48,9 @@ def _score(m: TaskMetrics) -> float:
 def ranks(per_optimizer: dict[str, TaskMetrics]) -> dict[str, float]:
     """Rank of each optimizer on one task by final loss (1 = best, average rank on ties)."""
     scores = {name: _score(m) for name, m in per_optimizer.items()}
+    values = list(scores.values())
     return {
-        name: 1.0 + sum(o < s for o in scores.values()) + (sum(o == s for o in scores.values()) - 1) / 2
+        name: 1.0 + sum(o < s for o in values) + (sum(o == s for o in values) - 1) / 2
         for name, s in scores.items()
     }
 
@@ -59,20 +60,20 @@ def summarize(results: dict[str, dict[str, TaskMetrics]]) -> dict[str, Summary]:
     task_ranks = {task: ranks(per_opt) for task, per_opt in results.items()}
     names = list(next(iter(results.values())))
     out = {}
+    adam = [per_opt[REFERENCE] for per_opt in results.values()]
     for name in names:
         rows = [per_opt[name] for per_opt in results.values()]
-        adam = [per_opt[REFERENCE] for per_opt in results.values()]
-        wins = [_score(m) < _score(a) for m, a in zip(rows, adam, strict=True)]
+        pairs = list(zip(rows, adam, strict=True))
         speedups = [m.speedup for m in rows]
         out[name] = Summary(
             tasks=len(rows),
-            win_rate=None if name == REFERENCE else float(np.mean(wins)),
+            win_rate=(None if name == REFERENCE
+                      else float(np.mean([_score(m) < _score(a) for m, a in pairs]))),
             mean_rank=float(np.mean([r[name] for r in task_ranks.values()])),
             speedup_iqm=iqm(speedups),
             speedup_median=float(np.median(speedups)),
             divergences=sum(m.diverged for m in rows),
             time_vs_adam=float(np.exp(np.mean(
-                [np.log(m.seconds_per_step / a.seconds_per_step) for m, a in zip(rows, adam)]
-            ))),
+                [np.log(m.seconds_per_step / a.seconds_per_step) for m, a in pairs]))),
         )
     return out

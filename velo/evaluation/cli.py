@@ -8,6 +8,8 @@ from velo.commands.args import positive_int
 
 
 def add_parser(sub) -> None:
+    from velo.evaluation.protocol import Protocol
+
     p = sub.add_parser(
         "eval", help="compare optimizers on a task suite (tuned baselines, speed-up over Adam)"
     )
@@ -18,11 +20,13 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="learned-optimizer checkpoint path or name")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="step budget per task (default: each task's own)")
-    p.add_argument("--seeds", type=positive_int, default=3, help="seeds per run (default 3)")
-    p.add_argument("--grid-size", type=positive_int, default=9,
-                   help="learning rates per tuned baseline, >= 7 (default 9)")
-    p.add_argument("--reference-factor", type=positive_int, default=2,
-                   help="Adam's horizon as a multiple of the budget (default 2)")
+    p.add_argument("--seeds", type=positive_int, default=Protocol.seeds,
+                   help=f"seeds per run (default {Protocol.seeds})")
+    p.add_argument("--grid-size", type=positive_int, default=Protocol.grid_size,
+                   help=f"learning rates per tuned baseline, >= 7 (default {Protocol.grid_size})")
+    p.add_argument("--reference-factor", type=positive_int, default=Protocol.reference_factor,
+                   help=f"Adam's horizon as a multiple of the budget "
+                        f"(default {Protocol.reference_factor})")
     p.add_argument("--out", required=True, help="output directory (re-use to resume)")
     p.set_defaults(func=run)
 

@@ -12,8 +12,9 @@ import numpy as np
 def ema(curves: np.ndarray, decay: float) -> np.ndarray:
     """Bias-corrected exponential moving average along the last axis.
 
-    ``s_t = (decay * m_{t-1} + (1 - decay) * x_t) / (1 - decay^t)`` with ``m_0 = 0``, so the first
-    smoothed value is the first loss (not pulled towards zero) and NaN stays NaN from where it appears.
+    ``m_t = decay * m_{t-1} + (1 - decay) * x_t``, ``m_0 = 0``, ``s_t = m_t / (1 - decay^t)``: the
+    first smoothed value is the first loss (not pulled towards zero), and NaN stays NaN from where
+    it appears.
 
     Args:
       curves: ``[..., T]`` losses.

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import NamedTuple
+
+import jax
+import numpy as np
 
 from velo import baselines, optimizers
 from velo.evaluation import aggregate, plots, report, store, sweep
@@ -44,8 +48,10 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
     suite = protocol_lib.suite_tasks(protocol.suite)
     for task in suite:
         protocol_lib.check_budget(protocol_lib.budget(protocol, task), protocol.ema_decay)
-    _check_checkpoint(protocol, protocol_lib.budget(protocol, suite[0]))
-    record = store.open_record(out, store.jsonable(protocol.as_dict()))
+    config = protocol.as_dict()
+    if optimizers.LEARNED in protocol.optimizers:
+        config["learned_optimizer"] = _learned_optimizer_identity(protocol.checkpoint)
+    record = store.open_record(out, store.jsonable(config))
     reused = []
     for task in suite:
         if store.cached_task(record, task.name, dict(task.spec)) is not None:
@@ -102,12 +108,27 @@ def _run_task(task, protocol: Protocol, progress: bool) -> dict:
     return {"spec": store.jsonable(dict(task.spec)), "budget": budget, "sweeps": sweeps}
 
 
-def _check_checkpoint(protocol: Protocol, budget: int) -> None:
-    """Build the learned optimizer once, so a checkpoint that does not load fails before any run."""
-    if optimizers.LEARNED not in protocol.optimizers:
-        return
+def _learned_optimizer_identity(checkpoint: str | None) -> str:
+    """Which learned optimizer a run uses: the checkpoint's name and a digest of its weights and
+    config, so a results directory made with other weights is refused rather than mixed in.
+
+    Raises:
+      ValueError: the checkpoint does not load.
+    """
+    import checkpoints
+    from velo import lopt
+
+    name = checkpoint
+    if name is None:
+        if lopt.DEFAULT_CHECKPOINT not in checkpoints.names():
+            return "untrained initialisation"
+        name = lopt.DEFAULT_CHECKPOINT
+    path = checkpoints.path(name) if name in checkpoints.names() else name
     try:
-        optimizers.make(optimizers.LEARNED, budget, checkpoint=protocol.checkpoint)
+        meta_params, config, _ = lopt.load(path)
     except Exception as e:  # orbax and the file system raise many types; report them all alike
-        what = protocol.checkpoint or "the default checkpoint"
-        raise ValueError(f"learned-optimizer checkpoint {what!r} does not load: {e}") from None
+        raise ValueError(f"learned-optimizer checkpoint {name!r} does not load: {e}") from None
+    digest = hashlib.sha256(repr(config).encode())
+    for leaf in jax.tree.leaves(meta_params):
+        digest.update(np.asarray(leaf).tobytes())
+    return f"{name} (sha256 {digest.hexdigest()[:12]})"

@@ -82,7 +82,7 @@ def choose(sweep: Sweep, budget: int, decay: float) -> Chosen:
 
 
 def reference_envelope(adam: Sweep, decay: float) -> np.ndarray:
-    """``[H]`` monotone lower envelope of tuned Adam's smoothed seed-mean curves over its horizon."""
+    """``[H]`` monotone lower envelope of Adam's smoothed seed-mean curves at every rate."""
     return monotone_envelope(ema(adam.losses.mean(axis=1), decay))
 
 

@@ -32,7 +32,7 @@ def loss_curves(path: str, curves: dict[str, dict[str, np.ndarray]]) -> str:
     cols = min(4, len(curves))
     rows = math.ceil(len(curves) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, (task, per_opt) in zip(axes.flat, curves.items()):
+    for ax, (task, per_opt) in zip(axes.flat, curves.items(), strict=False):
         for name, curve in per_opt.items():
             ax.plot(np.arange(1, len(curve) + 1), curve, label=name, linewidth=1.2)
         positive = all(np.nanmin(c) > 0 for c in per_opt.values() if np.isfinite(c).any())
@@ -60,7 +60,7 @@ def speedups(path: str, metrics: dict[str, dict[str, TaskMetrics]]) -> str:
         ms = [metrics[t][name] for t in tasks]
         bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, [m.speedup for m in ms], width,
                       label=name)
-        for bar, m in zip(bars, ms):
+        for bar, m in zip(bars, ms, strict=True):
             if m.speedup_censored:
                 bar.set_hatch("//")
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")

@@ -17,7 +17,7 @@ import tasks
 from velo import baselines, optimizers
 
 REFERENCE = "adam"
-SUITES = {"heldout": lambda: tasks.heldout_suite(), "quick": lambda: tasks.quick_suite()}
+SUITES = {"heldout": tasks.heldout_suite, "quick": tasks.quick_suite}
 MIN_GRID = 7
 # Methods that set their own step size: run at their defaults, as the learned optimizer is.
 LEARNING_RATE_FREE = frozenset({"cocob", "dadapt_adamw", "dog", "mechanic", "prodigy"})
@@ -119,7 +119,7 @@ def budget(protocol: Protocol, task: tasks.Task) -> int:
 
 def is_tuned(name: str) -> bool:
     """Whether optimizer ``name`` gets a learning-rate grid: hand-designed and not one of the
-    learning-rate-free methods (whose ``learning_rate``, if any, is a multiplier meant to stay 1)."""
+    learning-rate-free methods (whose ``learning_rate``, if any, is a multiplier left at 1)."""
     if name == optimizers.LEARNED or name in LEARNING_RATE_FREE:
         return False
     return "learning_rate" in baselines.defaults(name)

@@ -1,4 +1,4 @@
-"""The human-readable outputs: ``summary.csv`` (one row per task and optimizer) and ``report.md``."""
+"""The readable outputs: ``summary.csv`` (one row per task and optimizer) and ``report.md``."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def task_table(metrics: dict[str, dict[str, TaskMetrics]]) -> str:
 
 def write_csv(path: str, metrics: dict[str, dict[str, TaskMetrics]]) -> str:
     """Write ``summary.csv``; test metrics become ``test_<name>`` columns. Returns ``path``."""
-    test_keys = sorted({k for per_opt in metrics.values() for m in per_opt.values() for k in m.test})
+    test_keys = sorted({k for row in metrics.values() for m in row.values() for k in m.test})
     fields = [f for f in TaskMetrics._fields if f != "test"]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -85,10 +85,10 @@ Optimizers: {', '.join(p.optimizers)}. Budget: {budget}; {p.seeds} seed(s) per r
 Learned optimizer checkpoint: {p.checkpoint or 'default'}.
 Tuned baselines: {p.grid_size} learning rates, a factor {p.grid_ratio:.3g} apart around each
 default, best by smoothed final training loss; learned and learning-rate-free optimizers untuned.
-Training curves are smoothed by an EMA of {p.ema_decay}. Speed-up (VeLO's metric): steps that tuned
-{REFERENCE.capitalize()} needs, on the monotone lower envelope of its smoothed curves over all learning
-rates and a horizon of {p.reference_factor}x the budget, to reach the optimizer's final loss,
-divided by the budget (">" marks a lower bound: Adam never got there).
+Training curves are smoothed by an EMA of {p.ema_decay}. Speed-up (VeLO's metric): the steps
+{REFERENCE.capitalize()} needs, on the monotone lower envelope of its smoothed curves over all
+learning rates and a horizon of {p.reference_factor}x the budget, to reach the optimizer's final
+loss, divided by the budget (">" marks a lower bound: Adam never got there).
 
 ## Across {len(metrics)} task(s)
 

@@ -36,7 +36,7 @@ def open_record(out: str, config: dict[str, Any]) -> dict[str, Any]:
             record = json.load(f)
         stored = record["config"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not an evaluation record ({e}); choose another --out") from None
+        raise ValueError(f"{path} is not an evaluation record ({e}); use another --out") from None
     if stored != config:
         diff = ", ".join(
             f"{k}: {stored.get(k)!r} there, {config.get(k)!r} now"

@@ -33,7 +33,7 @@ class Sweep(NamedTuple):
 
     Attributes:
       learning_rates: the ``L`` rates of the grid, or ``None`` for an untuned optimizer (``L = 1``).
-      losses: ``[L, S, H]`` float32 minibatch training losses for ``S`` seeds over the horizon ``H``.
+      losses: ``[L, S, H]`` float32 minibatch training losses of ``S`` seeds over ``H`` steps.
       test: metric name -> ``[L, S]`` test metrics at the budget (empty if the task has none).
       forward_passes: ``[L, S]`` extra forward passes counted by the optimizer state over the
         budget, or ``None`` if the optimizer does not count them.
@@ -82,10 +82,11 @@ def run(
     params, data_keys = _initial_params(task, seeds)
 
     start = time.perf_counter()
-    state = jax.jit(_over_grid(lambda lr, p: _fresh_state(build(lr), p)))(rates, params)
+    state = jax.jit(_over_grid(lambda lr, p: _fresh_state(build(lr), p), (False,)))(rates, params)
     chunk = _chunk_length(budget)
     advance = jax.jit(
-        _over_grid(lambda lr, k, s: run_steps(task, build(lr), k, s, chunk)), donate_argnums=2
+        _over_grid(lambda lr, k, s: run_steps(task, build(lr), k, s, chunk), (False, True)),
+        donate_argnums=2,
     ).lower(rates, data_keys, state).compile()
     test = _test_program(task, eval_params, rates, state)
     compile_seconds = time.perf_counter() - start
@@ -120,28 +121,22 @@ def _fresh_state(opt: optax.GradientTransformation, params) -> TrainState:
 
 
 def _builder(name: str, budget: int, checkpoint: str | None, tuned: bool):
-    """``lr -> optimizer``; an untuned optimizer (and its checkpoint) is built once, not per trace."""
+    """``lr -> optimizer``. An untuned optimizer is built once (its checkpoint read once), not at
+    every trace."""
     if tuned:
         return lambda lr: optimizers.make(name, budget, learning_rate=lr)
     opt = optimizers.make(name, budget, checkpoint=checkpoint)
     return lambda lr: opt
 
 
-def _over_grid(fn):
-    """Lift ``fn(lr, per_seed_arg, [per_run_arg])`` to ``[L]`` rates x ``[S]`` seeds.
+def _over_grid(fn, per_run: tuple[bool, ...]):
+    """Lift ``fn(lr, *args)`` to ``[L]`` rates x ``[S]`` seeds.
 
-    ``per_seed_arg`` has a leading ``[S]`` axis shared by every rate; ``per_run_arg`` (a train
-    state) has leading ``[L, S]`` axes.
+    ``per_run[i]`` tells whether ``args[i]`` has leading ``[L, S]`` axes (a train state) or only
+    ``[S]`` (initial parameters, data keys: shared by every rate).
     """
-
-    def over_seeds(lr, per_seed, *per_run):
-        return jax.vmap(fn, in_axes=(None, 0, *([0] * len(per_run))))(lr, per_seed, *per_run)
-
-    def over_rates(lrs, per_seed, *per_run):
-        return jax.vmap(over_seeds, in_axes=(0, None, *([0] * len(per_run))))(
-            lrs, per_seed, *per_run)
-
-    return over_rates
+    over_seeds = jax.vmap(fn, in_axes=(None, *[0] * len(per_run)))
+    return jax.vmap(over_seeds, in_axes=(0, *[0 if r else None for r in per_run]))
 
 
 def _test_program(task: tasks.Task, eval_params: EvalParamsFn | None, rates, state):
@@ -149,13 +144,8 @@ def _test_program(task: tasks.Task, eval_params: EvalParamsFn | None, rates, sta
     if task.test_metrics is None:
         return None
     at = eval_params or (lambda opt_state, params: params)
-
-    def metrics(lr, _, s):
-        return task.test_metrics(at(s.opt_state, s.params))
-
-    grid = _over_grid(metrics)
-    fn = jax.jit(lambda lrs, s: grid(lrs, jnp.zeros(s.step.shape[1]), s))
-    return fn.lower(rates, state).compile()
+    grid = _over_grid(lambda lr, s: task.test_metrics(at(s.opt_state, s.params)), (True,))
+    return jax.jit(grid).lower(rates, state).compile()
 
 
 def _chunk_length(budget: int) -> int:
