@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
+import sys
 import time
 
-import jax
-import optax
+# Run as a script, this folder comes first on sys.path and benchmarks/tasks.py would shadow the
+# `tasks` package.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-import tasks
-from velo import baselines
-from velo.train import init_state, run_steps
+import jax  # noqa: E402
+import optax  # noqa: E402
+
+import tasks  # noqa: E402
+from velo import baselines  # noqa: E402
+from velo.train import init_state, run_steps  # noqa: E402
 
 REFERENCE = "optax.adam"
 

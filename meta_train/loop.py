@@ -158,18 +158,8 @@ def meta_train(
             log.write(records[-1])
         bar = _progress_bar(config.generations, generation, progress and log.enabled)
         while generation < config.generations:
-            compile_before, start = cache.seconds, time.perf_counter()
-            if config.estimator in TRUNCATED:
-                es_state, trajectory, tasks_, fitness, steps, update = _truncated_generation(
-                    run, es_state, trajectory, generation)
-            else:
-                es_state, tasks_, fitness, steps, update = _full_generation(
-                    run, es_state, generation)
+            es_state, trajectory, record = _generation(run, es_state, trajectory, generation)
             generation += 1
-            elapsed = time.perf_counter() - start
-            compile_s = cache.seconds - compile_before
-            record = _train_record(generation, tasks_, fitness, es_state, update, steps,
-                                   elapsed, compile_s)
             val_loss = None
             if validation and generation % config.validate_every == 0:
                 record["validation"] = validate(
@@ -200,6 +190,21 @@ def _strategy(config: Config, learner: Learner):
 
 def _as_arrays(tree):
     return jax.tree.map(jnp.asarray, tree)
+
+
+def _generation(run: _Run, es_state, trajectory: Trajectory | None, generation: int):
+    """Generation ``generation`` (0-based): the new ES state and trajectory, and its log record."""
+    compile_before, start = run.cache.seconds, time.perf_counter()
+    if run.config.estimator in TRUNCATED:
+        es_state, trajectory, task_list, fitness, steps, update = _truncated_generation(
+            run, es_state, trajectory, generation)
+    else:
+        es_state, task_list, fitness, steps, update = _full_generation(run, es_state, generation)
+    elapsed = time.perf_counter() - start
+    compile_s = run.cache.seconds - compile_before
+    record = _train_record(generation + 1, task_list, fitness, es_state, update, steps, elapsed,
+                           compile_s)
+    return es_state, trajectory, record
 
 
 def _full_generation(run: _Run, es_state, generation: int):

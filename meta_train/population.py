@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from meta_train.compiled import CompileCache
-from meta_train.devices import AXIS, replicate
+from meta_train.devices import AXIS, replicate, sharded
 from meta_train.learner import Learner
 from tasks import Task
 from velo.train import TrainState, as_extra_args, init_state, run_steps
@@ -82,13 +82,16 @@ class Runner(NamedTuple):
     def init(self, task: Task, pop, horizon: int, init_keys: jax.Array) -> TrainState:
         fn = init_members(task, self.learner, self.mesh)
         return self.cache(("init", task, self.learner, self.mesh), fn, pop, self._scalar(horizon),
-                          init_keys)
+                          init_keys, out_shardings=sharded(self.mesh))
 
     def advance(self, task: Task, pop, states, data_keys, horizon: int, tail_start: int):
         """One chunk more of every member's run: ``(states, [N] normalised loss sums)``."""
         fn = unroll_chunk(task, self.learner, self.chunk, self.mesh)
+        # Fixed output shardings: left to XLA, invariant parts of the state may come back
+        # replicated, and the next call would need another program.
         return self.cache(("chunk", task, self.learner, self.chunk, self.mesh), fn, pop, states,
-                          data_keys, self._scalar(horizon), self._scalar(tail_start))
+                          data_keys, self._scalar(horizon), self._scalar(tail_start),
+                          out_shardings=sharded(self.mesh))
 
     def fitness(self, task: Task, pop, init_keys, data_keys, horizon: int, tail: int) -> jax.Array:
         """``[N]`` mean normalised training loss over the last ``tail`` of ``horizon`` steps."""

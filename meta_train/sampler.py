@@ -10,6 +10,7 @@ from tasks import Task
 
 # Validation tasks do not depend on the run's seed, so runs with different seeds compare.
 VALIDATION_SEED = 20_261_121
+MAX_REDRAWS = 1000
 
 
 def task_pool(config: Config, generation: int) -> list[Task]:
@@ -24,14 +25,14 @@ def task_pool(config: Config, generation: int) -> list[Task]:
     refreshes = generation // config.pool_refresh if config.pool_refresh else 0
     for r in range(1, refreshes + 1):
         draws[(r - 1) % config.task_pool] = config.task_pool + r
-    return [_draw(jax.random.fold_in(key, d), config.distribution) for d in draws]
+    return [_draw(jax.random.fold_in(key, d), config) for d in draws]
 
 
 def generation_tasks(config: Config, key: jax.Array, generation: int) -> list[Task]:
     """``config.tasks_per_generation`` tasks: drawn from the pool, or fresh without a pool."""
     keys = jax.random.split(key, config.tasks_per_generation)
     if not config.task_pool:
-        return [_draw(k, config.distribution) for k in keys]
+        return [_draw(k, config) for k in keys]
     pool = task_pool(config, generation)
     return [pool[int(jax.random.randint(k, (), 0, len(pool)))] for k in keys]
 
@@ -48,7 +49,7 @@ def validation_tasks(config: Config) -> list[Task]:
     chosen: list[Task] = []
     key = jax.random.key(VALIDATION_SEED)
     for attempt in range(100 * config.validation_tasks):
-        task = _draw(jax.random.fold_in(key, attempt), config.distribution)
+        task = _draw(jax.random.fold_in(key, attempt), config)
         if id(task) not in heldout and all(task is not t for t in chosen):
             chosen.append(task)
             if len(chosen) == config.validation_tasks:
@@ -59,6 +60,14 @@ def validation_tasks(config: Config) -> list[Task]:
     )
 
 
-def _draw(key: jax.Array, distribution: str) -> Task:
-    # `tasks.build` returns one cached object per spec, so repeated draws share compiled programs.
-    return tasks.build(tasks.sample(key, distribution))
+def _draw(key: jax.Array, config: Config) -> Task:
+    """A task of ``config.distribution``, redrawn until its family is in ``config.families``."""
+    for attempt in range(MAX_REDRAWS):
+        spec = tasks.sample(jax.random.fold_in(key, attempt), config.distribution)
+        if not config.families or spec["family"] in config.families:
+            # One cached object per spec: repeated draws share compiled programs.
+            return tasks.build(spec)
+    raise ValueError(
+        f"no task of families {config.families} in distribution {config.distribution!r} after "
+        f"{MAX_REDRAWS} draws; check the family names"
+    )

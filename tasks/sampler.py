@@ -26,6 +26,12 @@ from tasks.spec import MAX_EXPONENT, TaskSpec
 MAX_TRIES = 10_000
 # VeLO left 2/7 of its tasks unreparameterised; the rest split between global and per-tensor.
 REPARAM_PROBS = {"none": 2 / 7, "global": 5 / 14, "tensor": 5 / 14}
+# Exponents drawn for each: a global scale of 10**e, or per-tensor scales within 10**(+-e).
+REPARAM_EXPONENTS = {
+    "none": (0,),
+    "global": tuple(e for e in range(-MAX_EXPONENT, MAX_EXPONENT + 1) if e),
+    "tensor": tuple(range(1, MAX_EXPONENT + 1)),
+}
 # Probability of each label augmentation being switched on (when the task has labels).
 LABEL_AUGMENTATION_PROB = 0.3
 
@@ -156,9 +162,7 @@ def _draw(rng: np.random.Generator, dist: Distribution) -> TaskSpec:
     dataset = _pick(rng, dist.datasets[family])
     arch = {key: _pick(rng, grid) for key, grid in dist.arch[family].items()}
     reparam = list(REPARAM_PROBS)[rng.choice(3, p=list(REPARAM_PROBS.values()))]
-    exponent = {"none": 0,
-                "global": _pick(rng, _global_exponents()),
-                "tensor": int(rng.integers(1, MAX_EXPONENT + 1))}[reparam]
+    exponent = _pick(rng, REPARAM_EXPONENTS[reparam])
     labels = _label_targets(family, dataset)
     smoothing = noise = 0.0
     if labels != "none" and rng.random() < LABEL_AUGMENTATION_PROB:
@@ -167,10 +171,6 @@ def _draw(rng: np.random.Generator, dist: Distribution) -> TaskSpec:
         noise = float(_pick(rng, dist.label_noise))
     return TaskSpec(family, dataset, arch, int(_pick(rng, dist.batch_sizes)), reparam,
                     exponent, smoothing, noise, int(_pick(rng, dist.seeds)))
-
-
-def _global_exponents() -> tuple[int, ...]:
-    return tuple(e for e in range(-MAX_EXPONENT, MAX_EXPONENT + 1) if e)
 
 
 def _generator(key: jax.Array) -> np.random.Generator:
@@ -203,10 +203,8 @@ def in_support(spec: TaskSpec, distribution: str) -> bool:
     arch = spec.arch_dict
     if any(arch[key] not in grid for key, grid in dist.arch[spec.family].items()):
         return False
-    exponents = {"none": (0,), "global": _global_exponents(),
-                 "tensor": tuple(range(1, MAX_EXPONENT + 1))}[spec.reparam]
     return (spec.batch_size in dist.batch_sizes
-            and spec.reparam_exponent in exponents
+            and spec.reparam_exponent in REPARAM_EXPONENTS[spec.reparam]
             and spec.label_smoothing in (0.0, *dist.label_smoothing)
             and spec.label_noise in (0.0, *dist.label_noise)
             and spec.seed in dist.seeds

@@ -7,7 +7,12 @@ multiplying a tensor's weights, or its gradients, by a constant leaves all featu
 to rounding (and to epsilons far below any realistic scale).
 
 Cost: the features are recomputed rather than stored (30 floats per parameter would dwarf the
-optimizer state); all per-tensor statistics come from ONE fused reduction over a stacked view.
+optimizer state). 12 of the 30 are row or column factors: their statistics come from the small
+factor vectors, and the MLP sums their contributions on those vectors (see `param_mlp.apply`).
+The statistics of the other 18 come from one variadic reduction, over every element for tensors
+of up to `STATS_SAMPLE` elements and over a fixed strided sample of that size above: the sample
+bounds the per-tensor cost (XLA on CPU does not fuse 20-odd reductions into one pass) and, being
+fixed, keeps results deterministic and identical sharded or not.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from velo.lopt.accumulators import TensorMoments, debias, second_moment_scale
 from velo.lopt.config import Config
 
 NUM_ELEMENT_FEATURES = 30
+# Features [0, PER_ELEMENT) vary per element; then 6 row-factor and 6 column-factor features.
+PER_ELEMENT = 18
+ROW_FEATURES = slice(18, 24)
+COL_FEATURES = slice(24, 30)
+STATS_SAMPLE = 1 << 15
 NUM_TENSOR_FEATURES = 16
 MAX_RANK = 4
 # Relative epsilon under rsqrt: second moments are O(1) after dividing by s.
@@ -90,9 +100,10 @@ def element_inputs(
 def element_features(x: ElementInputs) -> list[jax.Array]:
     """The per-parameter MLP's 30 raw inputs (before RMS normalisation), each broadcastable to S.
 
-    Order: g, clipped preconditioned g, p, 3 momenta, second moment, 3 momenta / sqrt(second),
-    rsqrt(second), g / sqrt(second), 3 g / sqrt(factored), 3 momenta / sqrt(factored),
-    3 row factors, 3 column factors, 3 rsqrt(row), 3 rsqrt(column).
+    Per element (18): g, clipped preconditioned g, p, 3 momenta, second moment,
+    3 momenta / sqrt(second), rsqrt(second), g / sqrt(second), 3 g / sqrt(factored),
+    3 momenta / sqrt(factored). Row factors (6): 3 rows, 3 rsqrt(rows). Column factors (6):
+    3 columns, 3 rsqrt(columns). Below rank 2 the "factors" are the full second moments.
 
     Only one transcendental per element (rsqrt of the second moment): the factored ones are
     products of rsqrts of the small row and column vectors.
@@ -103,49 +114,65 @@ def element_features(x: ElementInputs) -> list[jax.Array]:
     feats += [r, x.g * r]
     feats += [x.g * rf for rf in x.inv_factored]
     feats += [m * rf for m, rf in zip(x.momenta, x.inv_factored)]
-    feats += [*x.rows, *x.cols, *x.inv_rows, *x.inv_cols]
+    feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
     return feats
 
 
 def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
-    """Per-tensor statistics, from one variadic reduction over the tensor.
+    """Per-tensor statistics: one variadic reduction over (a sample of) the tensor, plus
+    reductions over the small factor vectors.
 
     Returns:
       ``[NUM_TENSOR_FEATURES]`` LSTM inputs of this tensor (rank one-hot and size included) and
       ``[NUM_ELEMENT_FEATURES]`` RMS of each element feature, used to normalise them.
     """
-    feats = element_features(x)
     shape = x.p.shape
-    root_second = x.second * feats[10]  # feature 10 is rsqrt(second)
-    channels = [x.p, *x.momenta, root_second, x.second, jnp.log(x.second + _EPS)]
-    channels += [jnp.square(f) for f in feats]
-    means = _means(channels, shape)
-    p_mean, m_mean, root_mean, second_mean, log_mean = (
-        means[0], means[1:4], means[4], means[5], means[6]
-    )
-    squares = means[7:]
+    # Sample the inputs, not the features: the full-size features then have a single consumer
+    # (the elementwise update pass), so XLA fuses them there instead of materialising them.
+    sample = _sample(x, shape)
+    channels = [sample.p, *sample.momenta]
+    channels += [jnp.square(f) for f in element_features(sample)[:PER_ELEMENT]]
+    means = _means(channels)
+    feats = element_features(x)
+    # The mean of a broadcast factor over the tensor is its own mean.
+    factor_squares = jnp.stack([jnp.mean(jnp.square(f)) for f in feats[PER_ELEMENT:]])
+    squares = jnp.concatenate([means[4:], factor_squares])
+    p_mean, m_mean = means[0], means[1:4]
     p_ms, m_ms = squares[2], squares[3:6]
+    slow = x.rows[-1]  # the slow second moment, averaged along rows for rank >= 2
     lstm = [
         p_mean * jax.lax.rsqrt(p_ms + _TINY),
         (p_ms - jnp.square(p_mean)) / (p_ms + _TINY),
         *_log_ratio(m_ms, 1.0),
         *(jnp.square(m_mean) / (m_ms + _TINY)),
-        _log_ratio(jnp.square(root_mean), second_mean),
-        (log_mean - jnp.log(second_mean + _EPS)) / 5.0,
+        _log_ratio(jnp.square(jnp.mean(jnp.sqrt(slow))), jnp.mean(slow)),
+        (jnp.mean(jnp.log(slow + _EPS)) - jnp.log(jnp.mean(slow) + _EPS)) / 5.0,
         *_rank_one_hot(len(shape)),
         jnp.float32(jnp.log1p(x.p.size) / 10.0),
     ]
     return jnp.stack([jnp.asarray(v, jnp.float32) for v in lstm]), jnp.sqrt(squares + _TINY)
 
 
-def _means(channels: list[jax.Array], shape: tuple[int, ...]) -> jax.Array:
-    """``[len(channels)]`` tensor means, as ONE variadic reduce so XLA reads the inputs once."""
-    operands = tuple(jnp.broadcast_to(c, shape).astype(jnp.float32) for c in channels)
+def _sample(x: ElementInputs, shape: tuple[int, ...]) -> ElementInputs:
+    """Every input flattened to 1-D: all elements, or a fixed strided sample of `STATS_SAMPLE`
+    of them for larger tensors."""
+    size = int(np.prod(shape))
+    stride = max(1, size // STATS_SAMPLE)
+    stop = (size // stride) * stride
+
+    def take(a):
+        return jnp.broadcast_to(a, shape).reshape(-1)[:stop:stride]
+
+    return jax.tree.map(take, x)
+
+
+def _means(channels: list[jax.Array]) -> jax.Array:
+    """``[len(channels)]`` means of equal-length 1-D arrays, as ONE variadic reduce."""
     zeros = tuple(jnp.zeros((), jnp.float32) for _ in channels)
     sums = jax.lax.reduce(
-        operands, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), tuple(range(len(shape)))
+        tuple(channels), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (0,)
     )
-    return jnp.stack(sums) / max(1, int(np.prod(shape)))
+    return jnp.stack(sums) / max(1, channels[0].shape[0])
 
 
 def _log_ratio(num, den):

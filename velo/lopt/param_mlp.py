@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from velo.lopt.config import Config
-from velo.lopt.features import NUM_ELEMENT_FEATURES
+from velo.lopt.features import COL_FEATURES, NUM_ELEMENT_FEATURES, PER_ELEMENT, ROW_FEATURES
 
 # Index in `features.element_features` of the first momentum divided by sqrt(second moment):
 # Adam's direction, which the initial MLP passes through.
@@ -85,7 +85,8 @@ def apply(weights: MLPWeights, feats: list[jax.Array], feature_rms: jax.Array):
 
     Args:
       weights: one MLP (no leading axes).
-      feats: `NUM_ELEMENT_FEATURES` arrays broadcastable to the tensor's shape.
+      feats: the `NUM_ELEMENT_FEATURES` arrays of `features.element_features`, broadcastable to
+        the tensor's shape.
       feature_rms: ``[F]`` RMS of each feature over the tensor; folded into ``w1`` so the
         normalisation costs nothing per element.
 
@@ -93,7 +94,14 @@ def apply(weights: MLPWeights, feats: list[jax.Array], feature_rms: jax.Array):
       ``(d, m)``, each of the tensor's shape.
     """
     w1 = weights.w1 / feature_rms[:, None]
-    hidden = [_unit(feats, w1[:, j], weights.b1[j]) for j in range(w1.shape[1])]
+    per_element = feats[:PER_ELEMENT]
+    hidden = []
+    for j in range(w1.shape[1]):
+        # The row and column features' share of each unit is summed on the small factor vectors;
+        # the barrier keeps XLA from recomputing those sums for every element.
+        rows = jax.lax.optimization_barrier(_dense(feats[ROW_FEATURES], w1[ROW_FEATURES, j], 0.0))
+        cols = jax.lax.optimization_barrier(_dense(feats[COL_FEATURES], w1[COL_FEATURES, j], 0.0))
+        hidden.append(_unit(per_element, w1[:PER_ELEMENT, j], weights.b1[j] + rows + cols))
     hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
     d, m = (_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(2))
     return d, m

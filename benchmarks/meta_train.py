@@ -1,0 +1,101 @@
+"""Meta-training throughput: inner model-steps/s of one generation's population training.
+
+Measures, side by side in one process, the population trained with the learned optimizer and the
+same population trained with `optax.adam` (one learning rate per member) in the same sharded,
+vmapped `lax.scan` programs; then the learned optimizer's speed-up from 1 to 2 devices (two
+subprocesses with different ``--xla_force_host_platform_device_count``).
+
+    .venv/bin/python benchmarks/meta_train.py [--task digits_mlp] [--population 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def measure(task_name: str, population: int, horizon: int, chunk: int, repeats: int,
+            learners: list[str]) -> dict:
+    """Model-steps/s of `Runner.fitness` (init + horizon/chunk chunks) per learner, all devices."""
+    import jax
+    import numpy as np
+
+    import tasks
+    from meta_train import devices
+    from meta_train.compiled import CompileCache
+    from meta_train.learner import adam_learner, lopt_learner
+    from meta_train.population import Runner
+
+    task = tasks.get(task_name)
+    mesh = devices.make_mesh()
+    keys = devices.shared_keys(jax.random.key(1), mesh, population)
+    out = {"devices": mesh.size}
+    for name in learners:
+        learner = adam_learner(1e-3) if name == "adam" else lopt_learner(name)
+        cache = CompileCache()
+        runner = Runner(learner, mesh, cache, chunk)
+        mean = learner.init(jax.random.key(0))
+        pop = jax.device_put(
+            jax.tree.map(lambda x: x + 0.01 * np.arange(population).reshape(
+                (population,) + (1,) * x.ndim), mean), devices.sharded(mesh))
+        runner.fitness(task, pop, keys, keys, horizon, horizon).block_until_ready()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            runner.fitness(task, pop, keys, keys, horizon, horizon).block_until_ready()
+            times.append(time.perf_counter() - start)
+        out[name] = {"model_steps_per_s": population * horizon / float(np.median(times)),
+                     "compile_s": cache.seconds}
+    return out
+
+
+def _child(args) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--task", args.task, "--population",
+           str(args.population), "--horizon", str(args.horizon), "--chunk", str(args.chunk),
+           "--repeats", str(args.repeats), "--lopt", args.lopt]
+    results = {}
+    for n in (1, 2):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+                   JAX_PLATFORMS="cpu")
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        results[n] = json.loads(run.stdout.strip().splitlines()[-1])
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="digits_mlp")
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--horizon", type=int, default=100)
+    p.add_argument("--chunk", type=int, default=25)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--lopt", default="tiny", help="velo.lopt preset")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.task, args.population, args.horizon, args.chunk,
+                                 args.repeats, [args.lopt])))
+        return
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    side = measure(args.task, args.population, args.horizon, args.chunk, args.repeats,
+                   [args.lopt, "adam"])
+    lopt_rate, adam_rate = side[args.lopt]["model_steps_per_s"], side["adam"]["model_steps_per_s"]
+    print(f"task {args.task}, population {args.population}, horizon {args.horizon} "
+          f"(chunks of {args.chunk}), median of {args.repeats}, {side['devices']} device(s)")
+    print(f"  learned optimizer ({args.lopt}): {lopt_rate:9.0f} model-steps/s "
+          f"(compile {side[args.lopt]['compile_s']:.1f} s)")
+    print(f"  optax.adam          : {adam_rate:9.0f} model-steps/s "
+          f"(compile {side['adam']['compile_s']:.1f} s)")
+    print(f"  ratio learned/adam  : {lopt_rate / adam_rate:.2f}x (target >= 0.4x)")
+    devices_ = _child(args)
+    one, two = (devices_[n][args.lopt]["model_steps_per_s"] for n in (1, 2))
+    print(f"  learned optimizer on 1 device: {one:9.0f}, on 2 devices: {two:9.0f} model-steps/s "
+          f"-> speed-up {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
