@@ -44,9 +44,9 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     vocab: int = 256
-    dim: int = 256
-    layers: int = 12
-    heads: int = 4
+    dim: int = 384
+    layers: int = 6
+    heads: int = 6
 
     @nn.compact
     def __call__(self, tokens):
@@ -143,7 +143,7 @@ def main(argv=None):
           f"learned optimizer preset {args.preset!r}")
     header = f"{'problem':<12} {'params':>9} {'optimizer':<9} {'update ms':>10} {'step ms':>9} " \
              f"{'B/param':>8} {'B/param (matrices)':>19}"
-    print(header)
+    print(header, flush=True)
     for name, build in (("mlp", mlp_problem), ("transformer", transformer_problem)):
         params, loss_fn = build(jax.random.key(1))
         n = sum(x.size for x in jax.tree.leaves(params))
@@ -156,11 +156,11 @@ def main(argv=None):
             results[opt_name] = measure(opt, params, loss_fn, args.repeats)
             u, s, (b_all, b_mat) = results[opt_name]
             print(f"{name:<12} {n:>9,} {opt_name:<9} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
-                  f"{b_all:>8.2f} {b_mat:>19.2f}")
+                  f"{b_all:>8.2f} {b_mat:>19.2f}", flush=True)
         (ua, sa, (ba, ma)), (uv, sv, (bv, mv)) = results["adam"], results["velo"]
         print(f"{name:<12} ratio velo/adam: update {uv / ua:.2f}x (target <= 3), step "
               f"{sv / sa:.2f}x (target <= 1.5), state {bv / ba:.2f}x, matrices {mv / ma:.2f}x "
-              "(target <= 3)")
+              "(target <= 3)", flush=True)
 
 
 if __name__ == "__main__":

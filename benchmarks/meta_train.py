@@ -17,6 +17,11 @@ import subprocess
 import sys
 import time
 
+# Run as a script, this folder leads sys.path, and its benchmarks/tasks.py would shadow the
+# `tasks` package.
+sys.path = [p for p in sys.path
+            if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 
 def measure(task_name: str, population: int, horizon: int, chunk: int, repeats: int,
             learners: list[str]) -> dict:

@@ -138,13 +138,18 @@ def _steps(out: str) -> list[int]:
 
 
 def _check_same_run(saved: dict, config: Config, out: str) -> None:
-    current = config.to_dict()
+    current = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as saved
+    # A field added since the run started must still hold its default, which the run used.
+    defaults = json.loads(json.dumps(Config().to_dict()))
+    saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
     differ = sorted(
         k for k in set(saved) | set(current)
         if k not in RESUMABLE_FIELDS and saved.get(k) != current.get(k)
     )
     if differ:
-        details = ", ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in differ)
+        details = ", ".join(
+            f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}" for k in differ
+        )
         raise ValueError(
             f"{out} holds a run with another config ({details}); resume with the same preset "
             f"and --set values, or choose another --out"

@@ -67,7 +67,9 @@ def _resolve_step(manager, step, run_dir: str) -> int:
         scored = [(checkpoint.restore_meta(manager, s).get("validation"), s) for s in steps]
         scored = [(v, s) for v, s in scored if v is not None]
         if not scored:
-            raise ValueError(f"no checkpoint in {run_dir} has a validation score; use --step latest")
+            raise ValueError(
+                f"no checkpoint in {run_dir} has a validation score; use --step latest"
+            )
         return min(scored)[1]
     step = int(step)
     if step not in steps:

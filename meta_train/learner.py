@@ -46,7 +46,7 @@ def lopt_learner(preset: str) -> Learner:
 
 @functools.cache
 def adam_learner(learning_rate: float = 1e-3) -> Learner:
-    """`optax.adam` whose log learning rate is the one meta-parameter, starting at ``learning_rate``.
+    """`optax.adam` whose log learning rate is the only meta-parameter, from ``learning_rate``.
 
     The cheapest learner: the benchmark's reference point (each member runs its own Adam) and a
     fast stand-in for testing the meta-training machinery.

@@ -62,7 +62,7 @@ def plot(out: str, path: str | None = None) -> str:
         for family in sorted({f for r in train for f in r["family_loss"]}):
             pts = [(r["generation"], r["family_loss"][family]) for r in train
                    if family in r["family_loss"]]
-            ax.plot(*zip(*pts), ".", ms=2, alpha=0.5, label=family)
+            ax.plot(*zip(*pts, strict=True), ".", ms=2, alpha=0.5, label=family)
     ax.set(xlabel="generation", ylabel="normalised train loss (population mean)",
            title="meta-training loss", yscale="log")
     ax.legend(fontsize=7)

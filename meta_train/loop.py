@@ -1,9 +1,9 @@
 """The meta-training loop: ask, train the population on sampled tasks, shape, tell; repeat.
 
 One generation (full-unroll ES): sample ``tasks_per_generation`` tasks and one horizon T, ask the
-strategy for a population of meta-parameters, train every member on every task for T steps (one
-sharded, compiled program per task and horizon), shape the ``[tasks, population]`` fitness within
-each task, average, tell. Truncated ES (``pes``/``nres``) instead keeps the members' training
+strategy for a population of meta-parameters, train every member on every task for T steps (in
+chunks, by sharded programs compiled once per task: T is a traced argument), shape the
+``[tasks, population]`` fitness within each task, average, tell. Truncated ES (``pes``/``nres``) instead keeps the members' training
 states and advances them one ``chunk`` of steps per generation until the horizon is reached.
 
 All randomness of generation g comes from ``fold_in(run_key, g)``, so a resumed run repeats
@@ -71,6 +71,8 @@ class Trajectory(NamedTuple):
 
 @dataclasses.dataclass
 class _Run:
+    """What every generation of one run uses; ask and tell are compiled once per strategy."""
+
     config: Config
     learner: Learner
     mesh: Mesh
@@ -293,7 +295,7 @@ def _save(run: _Run, store: RunStore, generation, es_state, trajectory, record, 
         state["inner"] = tuple(trajectory.states)
     meta = {
         "generation": generation,
-        "key": np.asarray(jax.random.key_data(jax.random.fold_in(run.run_key, generation))).tolist(),
+        "key": _key_record(run, generation),
         "config": run.config.to_dict(),
         "trajectory_start": None if trajectory is None else trajectory.start,
         "metrics": {k: record[k] for k in ("meta_loss", "family_loss", "sigma", "update_norm")},
@@ -305,8 +307,7 @@ def _save(run: _Run, store: RunStore, generation, es_state, trajectory, record, 
 def _restore(run: _Run, store: RunStore, step: int, fresh_es_state):
     """ES state and truncated-ES trajectory saved at ``step``, shaped like a fresh run's."""
     meta = store.restore_meta(step)
-    key = np.asarray(jax.random.key_data(jax.random.fold_in(run.run_key, step))).tolist()
-    if meta.get("generation") != step or meta.get("key") != key:
+    if meta.get("generation") != step or meta.get("key") != _key_record(run, step):
         raise ValueError(
             f"checkpoint {step} in {store.out} does not belong to this config (generation or "
             f"PRNG key differ); choose another --out"
@@ -320,6 +321,11 @@ def _restore(run: _Run, store: RunStore, step: int, fresh_es_state):
     if trajectory is not None:
         trajectory = trajectory._replace(states=list(state["inner"]))
     return state["es"], trajectory
+
+
+def _key_record(run: _Run, generation: int) -> list[int]:
+    """The PRNG key of ``generation`` as saved in checkpoints: a resumed run must derive it too."""
+    return np.asarray(jax.random.key_data(jax.random.fold_in(run.run_key, generation))).tolist()
 
 
 def _abstract(tree):

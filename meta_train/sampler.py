@@ -44,7 +44,7 @@ def horizon(config: Config, key: jax.Array) -> int:
 
 
 def validation_tasks(config: Config) -> list[Task]:
-    """``config.validation_tasks`` distinct tasks of the distribution, none in the held-out suite."""
+    """``config.validation_tasks`` distinct tasks of the distribution outside the held-out suite."""
     heldout = {id(t) for t in tasks.heldout_suite()}
     chosen: list[Task] = []
     key = jax.random.key(VALIDATION_SEED)
@@ -61,13 +61,18 @@ def validation_tasks(config: Config) -> list[Task]:
 
 
 def _draw(key: jax.Array, config: Config) -> Task:
-    """A task of ``config.distribution``, redrawn until its family is in ``config.families``."""
+    """A task of ``config.distribution``, redrawn until it passes ``families`` and
+    ``max_task_flops``."""
     for attempt in range(MAX_REDRAWS):
         spec = tasks.sample(jax.random.fold_in(key, attempt), config.distribution)
-        if not config.families or spec["family"] in config.families:
-            # One cached object per spec: repeated draws share compiled programs.
-            return tasks.build(spec)
+        if config.families and spec["family"] not in config.families:
+            continue
+        # One cached object per spec: repeated draws share compiled programs.
+        task = tasks.build(spec)
+        if not config.max_task_flops or task.flops_per_step <= config.max_task_flops:
+            return task
     raise ValueError(
-        f"no task of families {config.families} in distribution {config.distribution!r} after "
-        f"{MAX_REDRAWS} draws; check the family names"
+        f"no task of distribution {config.distribution!r} with families {config.families or 'any'}"
+        f" and max_task_flops {config.max_task_flops or 'unlimited'} in {MAX_REDRAWS} draws; "
+        f"check the family names or raise max_task_flops"
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-DISTRIBUTION_NAMES = ("tiny", "default", "large")  # kept here so `velo --help` imports no JAX
-
 
 def add_parser(sub) -> None:
+    from tasks.sampler import DISTRIBUTIONS
+
     p = sub.add_parser("tasks", help="list, inspect and sample tasks")
     tsub = p.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
     lst = tsub.add_parser("list", help="list named tasks: digits_mlp and the held-out suite")
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     show.add_argument("--steps", type=int, default=200, help="Adam steps timed for steps/s")
     show.set_defaults(func=show_task)
     smp = tsub.add_parser("sample", help="draw task specs from a distribution")
-    smp.add_argument("--distribution", default="default", choices=DISTRIBUTION_NAMES)
+    smp.add_argument("--distribution", default="default", choices=list(DISTRIBUTIONS))
     smp.add_argument("--seed", type=int, default=0)
     smp.add_argument("--count", type=int, default=1,
                      help="number of specs (seeds seed, seed+1, ...)")

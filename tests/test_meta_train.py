@@ -107,9 +107,9 @@ def _exploding_task() -> Task:
 def test_diverging_task_does_not_poison_update(tmp_path, monkeypatch):
     task = _exploding_task()
     monkeypatch.setattr(tasks, "build", lambda spec: task)
-    monkeypatch.setattr(tasks, "sample", lambda key, distribution: None)
+    monkeypatch.setattr(tasks, "sample", lambda key, distribution: {"family": "exploding"})
     config = dataclasses.replace(SMALL, generations=3, validate_every=0, sigma=1.0,
-                                 learning_rate=0.3, population=16)
+                                 learning_rate=0.3, population=16, families=())
     result = meta_train(config, str(tmp_path / "div"), learner=adam_learner(60.0))
     fractions = [r["nonfinite_fraction"] for r in result.records]
     assert fractions[0] > 0  # some members diverged...

@@ -49,6 +49,10 @@ def _lookahead_eval(state: guard.GuardState, params: optax.Params) -> optax.Para
     return slow_params(state.inner, params)
 
 
+# Learning-rate defaults: Adam's paper value 1e-3 (also RAdam's, GI-Adam's, Ranger's); Lion 3x
+# smaller, as Chen et al. advise 3-10x below AdamW's; sgd 0.1 and heavy-ball 0.01 with momentum
+# 0.9 (the same effective step). The optax.contrib peers keep optax's defaults, where the learning
+# rate is a multiplier of the method's own estimate (1.0; schedule-free AdamW 2.5e-3).
 _REGISTRY: dict[str, _Entry] = {
     "adam": _Entry(optax.adam, {"learning_rate": 1e-3}),
     "sgd": _Entry(optax.sgd, {"learning_rate": 0.1}),

@@ -143,11 +143,8 @@ def salsa(
         decay = weight_decay * state.step_size
         eta_try = growth * state.step_size
 
-        def step_along(direction, eta):
-            return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
-
         def skipped(_):
-            return step_along(adam_dir, eta_try), state._replace(
+            return _step(params, adam_dir, eta_try, decay), state._replace(
                 count=count, mu=mu, nu=nu, since_search=since
             )
 
@@ -158,7 +155,7 @@ def salsa(
                 can_search,
                 lambda _: _backtrack(params, plain_dir, loss, loss_fn, state.decrease, slope,
                                      eta_try, decay, c, b3, shrink, max_trials),
-                lambda _: (step_along(adam_dir, eta_try), eta_try, state.decrease,
+                lambda _: (_step(params, adam_dir, eta_try, decay), eta_try, state.decrease,
                            jnp.zeros((), jnp.int32)),
                 None,
             )
@@ -179,6 +176,11 @@ def salsa(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def _step(params, direction, eta, decay):
+    """Updates moving ``params`` to ``(1 - decay) * params - eta * direction``."""
+    return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
+
+
 def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c, b3, shrink,
                max_trials):
     """The backtracking loop: (updates, stored eta, h, number of trials).
@@ -187,16 +189,13 @@ def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c,
     test passes or ``max_trials`` forwards are spent.
     """
 
-    def trial_updates(eta):
-        return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
-
     def keep_going(carry):
         trials, _, _, _, accepted = carry
         return (trials < max_trials) & ~accepted
 
     def try_once(carry):
         trials, eta, _, h, _ = carry
-        new_loss = loss_fn(optax.apply_updates(params, trial_updates(eta)))
+        new_loss = loss_fn(optax.apply_updates(params, _step(params, direction, eta, decay)))
         candidate = b3 * h + (1.0 - b3) * (loss - new_loss)
         cancelled = new_loss == loss
         passed = candidate >= c * eta * slope  # False for NaN or inf trial losses
@@ -207,7 +206,7 @@ def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c,
 
     init = (jnp.zeros((), jnp.int32), eta, eta, decrease, jnp.asarray(False))
     trials, eta, tried, h, _ = jax.lax.while_loop(keep_going, try_once, init)
-    return trial_updates(tried), eta, h, trials
+    return _step(params, direction, tried, decay), eta, h, trials
 
 
 def salsa_paper(

@@ -102,8 +102,10 @@ half of the per-task speed-ups. Time per step: geometric mean over tasks.
 
 {task_table(metrics)}
 
-`*` the chosen learning rate is at the edge of the grid. us/step: wall time of one step of one run
-(runs are batched over learning rates and seeds). Forward passes per step count line-search trials.
+`*` the chosen learning rate is at the edge of the grid. us/step: wall time of one step of one run:
+the batched program's time per step divided by its runs ({p.grid_size} rates x {p.seeds} seeds for
+tuned baselines, {p.seeds} for the others), so on small tasks the larger batches of the tuned
+baselines amortise more overhead. Forward passes per step count line-search trials.
 
 ## Plots
 

@@ -1,0 +1,90 @@
+"""Scale-freeness of the learned optimizer's inputs and the shape of its update."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from velo import lopt
+from velo.lopt import accumulators, features, loss_buffer
+
+CONFIG = lopt.preset("tiny")
+
+
+def observe(p, grads):
+    """LSTM features and RMS-normalised MLP features of ``p`` after the gradients ``grads``."""
+    moments = accumulators.init_moments(p.shape, CONFIG)
+    for g in grads:
+        moments = accumulators.update_moments(moments, g, CONFIG)
+    x = features.element_inputs(p, grads[-1], moments, jnp.int32(len(grads)), CONFIG)
+    tensor_feats, rms = features.tensor_statistics(x)
+    normalised = [jnp.broadcast_to(f, p.shape) / r for f, r in zip(features.element_features(x), rms)]
+    return tensor_feats, jnp.stack(normalised)
+
+
+@pytest.mark.parametrize("shape", [(24, 16), (40,), (3, 4, 6), ()])
+def test_features_ignore_weight_and_gradient_scale(shape):
+    keys = jax.random.split(jax.random.key(0), 4)
+    p = jax.random.normal(keys[0], shape) * 0.1 + 0.02
+    grads = [jax.random.normal(k, shape) * 1e-2 for k in keys[1:]]
+    observe_jit = jax.jit(observe)
+    base_tensor, base_elem = observe_jit(p, grads)
+    assert base_elem.shape == (features.NUM_ELEMENT_FEATURES, *shape)
+    for p_scale, g_scale in [(1e3, 1.0), (1e-3, 1.0), (1.0, 1e4), (1.0, 1e-4), (7.0, 0.03)]:
+        tensor, elem = observe_jit(p * p_scale, [g * g_scale for g in grads])
+        np.testing.assert_allclose(tensor, base_tensor, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(elem, base_elem, rtol=1e-3, atol=1e-4)
+    assert np.isfinite(base_tensor).all() and np.isfinite(base_elem).all()
+
+
+def test_large_tensor_statistics_use_a_fixed_sample():
+    shape = (features.STATS_SAMPLE // 8, 40)  # 5x the sample size
+    p = jax.random.normal(jax.random.key(0), shape)
+    g = jax.random.normal(jax.random.key(1), shape)
+    tensor_feats, rms = jax.jit(observe)(p, [g])
+    # The sampled RMS of p is close to the exact one; the p features are mean/variance ratios.
+    np.testing.assert_allclose(tensor_feats[1], 1.0, atol=0.02)  # var(p) / mean(p^2), mean 0
+    assert np.isfinite(rms).all()
+
+
+def test_loss_features_ignore_shift_and_scale():
+    decays = loss_buffer.loss_decays(200, CONFIG)
+    losses = 2.0 + jnp.cos(jnp.arange(40.0) / 5.0) - jnp.arange(40.0) / 40.0
+
+    def feats(ls):
+        buf = loss_buffer.init_loss_buffer(CONFIG)
+        for t, loss in enumerate(ls):
+            buf = loss_buffer.update_loss_buffer(buf, loss, jnp.int32(t), decays)
+        return loss_buffer.loss_features(buf, jnp.int32(len(ls)), decays)
+
+    base = feats(losses)
+    assert base.shape == (2 * CONFIG.num_loss_emas - 1,)
+    assert np.abs(base).max() <= 1.0 and np.abs(base).max() > 0.1
+    np.testing.assert_allclose(feats(1e3 * losses - 5.0), base, atol=1e-4)
+    np.testing.assert_array_equal(feats(losses[:2]), 0.0)  # nothing until 3 losses are seen
+
+
+def test_progress_features():
+    at = [features.progress_features(jnp.int32(t), 100, CONFIG) for t in (0, 50, 100)]
+    assert at[0][0] < 0 < at[2][0] and np.all(np.diff(np.stack(at), axis=0) > 0)
+
+
+def test_update_is_relative_to_the_tensor_scale():
+    """Scaling a weight matrix scales its update (and only then by the same factor)."""
+    meta_params = lopt.init_meta_params(jax.random.key(0), CONFIG)
+    opt = lopt.optax_lopt(10, meta_params=meta_params, config=CONFIG)
+    p = jax.random.normal(jax.random.key(1), (16, 8)) * 0.2
+    g = jax.random.normal(jax.random.key(2), (16, 8))
+
+    @jax.jit
+    def update(p, g):
+        return opt.update({"w": g}, opt.init({"w": p}), {"w": p}, loss=1.0)[0]["w"]
+
+    base = update(p, g)
+    np.testing.assert_allclose(update(5.0 * p, g), 5.0 * base, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(update(p, 100.0 * g), base, rtol=1e-4, atol=1e-7)
+    # Initial meta-params: a normalised-momentum step of about init_step * RMS(p) per element.
+    rms = lambda a: float(jnp.sqrt(jnp.mean(a**2)))  # noqa: E731
+    assert 0.5 < rms(base) / (CONFIG.init_step * rms(p)) < 2.0
+    # First step: Adam's, -sign(g) (bias-corrected m / sqrt(v)), up to the bank's small noise.
+    assert np.corrcoef(np.ravel(base), -np.sign(np.ravel(g)))[0, 1] > 0.95
