@@ -2,13 +2,13 @@
 
 For each task (the digits MLP and the small character transformer ``english_transformer`` from
 `tasks`), every optimizer's jitted `velo.train.run_steps` chunk is compiled and warmed up, then
-timed in interleaved rounds (each round times every optimizer once, so machine-load drift hits all
-alike); the per-step time is the median over rounds. Ratios are against ``optax.adam(1e-3)``
-(unwrapped) timed in the same rounds; the registry's ``adam`` row shows the cost of the
-non-finite guard. For SaLSA variants it also reports the mean number of trial forward passes per
-step after step 10.
+timed in rounds; in each round every optimizer's chunk runs right after a chunk of
+``optax.adam(1e-3)`` (unwrapped), and the ratio of the two is taken, so machine-load drift hits
+both alike. Reported: the median per-step time and the median ratio over rounds; the registry's
+``adam`` row shows the cost of the non-finite guard. For SaLSA variants it also reports the mean
+number of trial forward passes per step after step 10 (over the warm-up chunk).
 
-Usage: python benchmarks/baselines.py [--steps 100] [--rounds 5] [--tasks digits_mlp ...]
+Usage: python benchmarks/baselines.py [--steps 50] [--rounds 5] [--tasks digits_mlp ...]
 """
 
 from __future__ import annotations
@@ -57,18 +57,22 @@ def _benchmark_task(task, steps: int, rounds: int) -> list[tuple[str, float, flo
         if first is not None:
             trials_per_step[name] = (_trials(state.opt_state) - first) / steps
         runs[name], states[name] = run, state
-    times = {name: [] for name in opts}
+    def timed(name):
+        start = time.perf_counter()
+        states[name], _ = runs[name](data_key, states[name], steps)
+        jax.block_until_ready(states[name])
+        return (time.perf_counter() - start) / steps
+
+    times, ratios = {name: [] for name in opts}, {name: [] for name in opts}
     for _ in range(rounds):
         for name in opts:
-            start = time.perf_counter()
-            states[name], _ = runs[name](data_key, states[name], steps)
-            jax.block_until_ready(states[name])
-            times[name].append((time.perf_counter() - start) / steps)
-    reference = statistics.median(times[REFERENCE])
+            reference = timed(REFERENCE)
+            times[name].append(timed(name))
+            ratios[name].append(times[name][-1] / reference)
     return [
-        (name, 1e3 * statistics.median(t), statistics.median(t) / reference,
+        (name, 1e3 * statistics.median(times[name]), statistics.median(ratios[name]),
          trials_per_step.get(name))
-        for name, t in times.items()
+        for name in opts
     ]
 
 
@@ -80,7 +84,7 @@ def _trials(opt_state) -> int | None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="steps per timed chunk")
+    parser.add_argument("--steps", type=int, default=50, help="steps per timed chunk")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", nargs="*", default=["digits_mlp", "english_transformer"])
     args = parser.parse_args(argv)

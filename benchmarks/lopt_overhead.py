@@ -139,10 +139,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = lopt.preset(args.preset)
     meta_params = lopt.init_meta_params(jax.random.key(0), config)
-    print(f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s); "
-          f"learned optimizer preset {args.preset!r}")
-    header = f"{'problem':<12} {'params':>9} {'optimizer':<9} {'update ms':>10} {'step ms':>9} " \
-             f"{'B/param':>8} {'B/param (matrices)':>19}"
+    print(
+        f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s); "
+        f"learned optimizer preset {args.preset!r}"
+    )
+    header = (
+        f"{'problem':<12} {'params':>9} {'optimizer':<9} {'update ms':>10} {'step ms':>9} "
+        f"{'B/param':>8} {'B/param (matrices)':>19}"
+    )
     print(header, flush=True)
     for name, build in (("mlp", mlp_problem), ("transformer", transformer_problem)):
         params, loss_fn = build(jax.random.key(1))
@@ -155,12 +159,18 @@ def main(argv=None):
         for opt_name, opt in opts.items():
             results[opt_name] = measure(opt, params, loss_fn, args.repeats)
             u, s, (b_all, b_mat) = results[opt_name]
-            print(f"{name:<12} {n:>9,} {opt_name:<9} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
-                  f"{b_all:>8.2f} {b_mat:>19.2f}", flush=True)
+            print(
+                f"{name:<12} {n:>9,} {opt_name:<9} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
+                f"{b_all:>8.2f} {b_mat:>19.2f}",
+                flush=True,
+            )
         (ua, sa, (ba, ma)), (uv, sv, (bv, mv)) = results["adam"], results["velo"]
-        print(f"{name:<12} ratio velo/adam: update {uv / ua:.2f}x (target <= 3), step "
-              f"{sv / sa:.2f}x (target <= 1.5), state {bv / ba:.2f}x, matrices {mv / ma:.2f}x "
-              "(target <= 3)", flush=True)
+        print(
+            f"{name:<12} ratio velo/adam: update {uv / ua:.2f}x (target <= 3), step "
+            f"{sv / sa:.2f}x (target <= 1.5), state {bv / ba:.2f}x, matrices {mv / ma:.2f}x "
+            "(target <= 3)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -152,8 +152,9 @@ def test_traced_meta_params_and_num_steps(meta_params):
     losses, lstm = batched(population, jnp.int32(STEPS))
     assert np.isfinite(losses).all() and losses[0, -1] < losses[0, 0]
     assert not np.allclose(losses[0], losses[1])  # the members really differ
-    np.testing.assert_allclose(losses[0], jitted_run(small_loss)(meta_params, params, 0)[2][:4],
-                               rtol=2e-5)
+    np.testing.assert_allclose(
+        losses[0], jitted_run(small_loss)(meta_params, params, 0)[2][:4], rtol=2e-5
+    )
     # The horizon is a traced input (no retrace) and matters: the LSTM sees the progress.
     assert not np.allclose(batched(population, jnp.int32(5))[1], lstm)
 
@@ -161,8 +162,10 @@ def test_traced_meta_params_and_num_steps(meta_params):
 def test_sharded_params_match_unsharded(meta_params):
     mesh = Mesh(np.array(jax.devices()), ("d",))
     params = small_params()
-    shardings = {"w": NamedSharding(mesh, PartitionSpec("d", None)),
-                 "b": NamedSharding(mesh, PartitionSpec("d"))}
+    shardings = {
+        "w": NamedSharding(mesh, PartitionSpec("d", None)),
+        "b": NamedSharding(mesh, PartitionSpec("d")),
+    }
     sharded = jax.device_put(params, shardings)
     opt = lopt.optax_lopt(STEPS, meta_params=meta_params, config=TINY)
     states, updates = {}, {}
@@ -191,8 +194,9 @@ def test_non_finite_step_changes_nothing_but_the_skip_count(meta_params, bad):
     updates, new_state = jitted_update()(meta_params, grads, state, params, loss)
     assert all(not np.any(u) for u in jax.tree.leaves(updates))
     assert int(new_state.skipped) == 1 and int(new_state.count) == 1
-    jax.tree.map(np.testing.assert_array_equal, new_state._replace(skipped=0),
-                 state._replace(skipped=0))
+    jax.tree.map(
+        np.testing.assert_array_equal, new_state._replace(skipped=0), state._replace(skipped=0)
+    )
 
 
 def test_bf16_params_keep_float32_state(meta_params):

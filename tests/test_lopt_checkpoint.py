@@ -27,7 +27,7 @@ def test_round_trip_is_bit_exact(saved):
     loaded, config, metadata = lopt.load(path)
     assert config == TINY and metadata == {"generation": 7, "note": "test"}
     assert jax.tree.structure(loaded) == jax.tree.structure(meta_params)
-    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(meta_params)):
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(meta_params), strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     record = json.loads(open(os.path.join(path, "config.json")).read())
@@ -58,12 +58,15 @@ def test_bad_checkpoints_give_clear_errors(saved, tmp_path):
     garbage = _copy_with_record(path, tmp_path / "garbage", lambda r: "{not json")
     with pytest.raises(ValueError, match="corrupted"):
         lopt.load(garbage)
-    old = _copy_with_record(path, tmp_path / "old",
-                            lambda r: json.dumps({**r, "feature_version": 0}))
+    old = _copy_with_record(
+        path, tmp_path / "old", lambda r: json.dumps({**r, "feature_version": 0})
+    )
     with pytest.raises(ValueError, match="feature version 0"):
         lopt.load(old)
     bigger = _copy_with_record(
-        path, tmp_path / "bigger", lambda r: json.dumps({**r, "config": {**r["config"], "lstm_size": 48}})
+        path,
+        tmp_path / "bigger",
+        lambda r: json.dumps({**r, "config": {**r["config"], "lstm_size": 48}}),
     )
     with pytest.raises(ValueError, match="corrupted|do not match"):
         lopt.load(bigger)
@@ -93,8 +96,21 @@ def test_default_checkpoint_is_used_once_shipped(saved, monkeypatch, recwarn):
 def test_velo_train_cli_with_checkpoint(saved, tmp_path, capsys):
     path, _ = saved
     out = tmp_path / "run"
-    code = cli.main(["train", "--task", "digits_mlp", "--optimizer", "velo", "--checkpoint", path,
-                     "--steps", "30", "--out", str(out)])
+    code = cli.main(
+        [
+            "train",
+            "--task",
+            "digits_mlp",
+            "--optimizer",
+            "velo",
+            "--checkpoint",
+            path,
+            "--steps",
+            "30",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr()
     losses = json.loads((out / "run.json").read_text())["losses"]
     assert len(losses) == 30 and np.mean(losses[-5:]) < np.mean(losses[:5])

@@ -119,14 +119,21 @@ def test_diverging_task_does_not_poison_update(tmp_path, monkeypatch):
 
 def test_shape_fitness_ranks_nonfinite_worst():
     config = dataclasses.replace(SMALL, population=4)
-    fitness = jnp.array([[1.0, jnp.nan, 0.5, jnp.inf],   # nan and inf rank worst
-                         [jnp.nan] * 4,                  # all failed: no contribution
-                         [2.0, 1.0, 3.0, -jnp.inf]])     # -inf is a failure too
-    shaped = shape_fitness(fitness, config, None)
-    assert np.all(np.isfinite(shaped))
-    np.testing.assert_allclose(shaped[2] - shaped[0], 0.0, atol=1e-6)  # 0.5 beats 1.0 in row 0
-    sign = shape_fitness(fitness, dataclasses.replace(config, shaping="sign"), None)
-    assert np.all(np.isfinite(sign)) and sign[0] == -sign[2]
+
+    def shape(rows, **changes):
+        return np.asarray(shape_fitness(jnp.array(rows), dataclasses.replace(config, **changes),
+                                        None))
+
+    # Centred ranks in [-1/2, 1/2]; nan, inf and -inf tie as the worst.
+    np.testing.assert_allclose(shape([[1.0, jnp.nan, 0.5, -jnp.inf]]),
+                               [-1 / 6, 1 / 3, -1 / 2, 1 / 3], atol=1e-6)
+    # A task where every member failed contributes zero; the others are averaged.
+    np.testing.assert_allclose(shape([[1.0, 2.0, 3.0, 4.0], [jnp.nan] * 4]),
+                               np.array([-1 / 2, -1 / 6, 1 / 6, 1 / 2]) / 2, atol=1e-6)
+    # Antithetic sign: members [+e1, +e2, -e1, -e2]; a failed twin loses its pair.
+    np.testing.assert_allclose(shape([[1.0, jnp.inf, 2.0, 0.5]], shaping="sign"),
+                               [-0.5, 0.5, 0.5, -0.5])
+    np.testing.assert_allclose(shape([[jnp.nan, 1.0, jnp.nan, 1.0]], shaping="sign"), 0.0)
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -9,6 +9,15 @@ from velo.lopt.init import init_meta_params, num_meta_params
 from velo.lopt.transform import LOptState, optax_lopt
 
 __all__ = [
-    "DEFAULT_CHECKPOINT", "FEATURE_VERSION", "PRESETS", "Config", "LOptState", "init_meta_params",
-    "load", "num_meta_params", "optax_lopt", "preset", "save",
+    "DEFAULT_CHECKPOINT",
+    "FEATURE_VERSION",
+    "PRESETS",
+    "Config",
+    "LOptState",
+    "init_meta_params",
+    "load",
+    "num_meta_params",
+    "optax_lopt",
+    "preset",
+    "save",
 ]

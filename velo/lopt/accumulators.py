@@ -56,21 +56,29 @@ def _ema(old: jax.Array, new: jax.Array, decay: float) -> jax.Array:
 def update_moments(moments: TensorMoments, g: jax.Array, config: Config) -> TensorMoments:
     """Fold the float32 gradient ``g`` into every accumulator."""
     g2 = jnp.square(g)
-    momenta = tuple(_ema(m, g, d) for m, d in zip(moments.momenta, config.momentum_decays))
+    momenta = tuple(
+        _ema(m, g, d) for m, d in zip(moments.momenta, config.momentum_decays, strict=True)
+    )
     second = _ema(moments.second, g2, config.second_moment_decay)
     if moments.cols:
         row_g2 = jnp.mean(g2, axis=-1, keepdims=True)
         col_g2 = jnp.mean(g2, axis=-2, keepdims=True)
-        rows = tuple(_ema(r, row_g2, d) for r, d in zip(moments.rows, config.factored_decays))
-        cols = tuple(_ema(c, col_g2, d) for c, d in zip(moments.cols, config.factored_decays))
+        rows = tuple(
+            _ema(r, row_g2, d) for r, d in zip(moments.rows, config.factored_decays, strict=True)
+        )
+        cols = tuple(
+            _ema(c, col_g2, d) for c, d in zip(moments.cols, config.factored_decays, strict=True)
+        )
     else:
-        rows = tuple(_ema(r, g2, d) for r, d in zip(moments.rows, config.factored_decays))
+        rows = tuple(
+            _ema(r, g2, d) for r, d in zip(moments.rows, config.factored_decays, strict=True)
+        )
         cols = ()
     return TensorMoments(momenta, second, rows, cols)
 
 
 def debias(decay: float, count: jax.Array) -> jax.Array:
-    """Bias-correction factor 1 / (1 - decay**count) of an EMA that has seen ``count`` >= 1 values."""
+    """Bias-correction factor 1 / (1 - decay**count) for an EMA of ``count`` >= 1 values."""
     return 1.0 / (1.0 - jnp.power(jnp.float32(decay), count.astype(jnp.float32)))
 
 

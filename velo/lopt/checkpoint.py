@@ -39,8 +39,11 @@ def save(path: str, meta_params: Any, config: Config, metadata: dict | None = No
     check_meta_params(meta_params, config, f"meta_params given to save({path!r})")
     try:
         record = json.dumps(
-            {"feature_version": FEATURE_VERSION, "config": config.to_dict(),
-             "metadata": dict(metadata or {})},
+            {
+                "feature_version": FEATURE_VERSION,
+                "config": config.to_dict(),
+                "metadata": dict(metadata or {}),
+            },
             indent=2,
         )
     except TypeError as err:

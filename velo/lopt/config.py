@@ -71,7 +71,9 @@ class Config:
 
     def to_dict(self) -> dict:
         """JSON-ready fields (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, fields: dict) -> Config:

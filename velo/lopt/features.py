@@ -76,19 +76,24 @@ def element_inputs(
     s = second_moment_scale(moments, config, count) + _TINY
     inv_root = jax.lax.rsqrt(s)
     momenta = tuple(
-        m * (debias(d, count) * inv_root) for m, d in zip(moments.momenta, config.momentum_decays)
+        m * (debias(d, count) * inv_root)
+        for m, d in zip(moments.momenta, config.momentum_decays, strict=True)
     )
     second = moments.second * (debias(config.second_moment_decay, count) / s)
-    rows = tuple(r * (debias(d, count) / s) for r, d in zip(moments.rows, config.factored_decays))
+    rows = tuple(
+        r * (debias(d, count) / s)
+        for r, d in zip(moments.rows, config.factored_decays, strict=True)
+    )
     inv_rows = tuple(jax.lax.rsqrt(r + _EPS) for r in rows)
     if moments.cols:
         cols = tuple(
-            c * (debias(d, count) / s) for c, d in zip(moments.cols, config.factored_decays)
+            c * (debias(d, count) / s)
+            for c, d in zip(moments.cols, config.factored_decays, strict=True)
         )
         inv_cols = tuple(jax.lax.rsqrt(c + _EPS) for c in cols)
         inv_factored = tuple(
             ir * ic * jnp.sqrt(jnp.mean(r, axis=-2, keepdims=True))
-            for r, ir, ic in zip(rows, inv_rows, inv_cols)
+            for r, ir, ic in zip(rows, inv_rows, inv_cols, strict=True)
         )
     else:
         cols, inv_cols, inv_factored = rows, inv_rows, inv_rows
@@ -113,7 +118,7 @@ def element_features(x: ElementInputs) -> list[jax.Array]:
     feats += [m * r for m in x.momenta]
     feats += [r, x.g * r]
     feats += [x.g * rf for rf in x.inv_factored]
-    feats += [m * rf for m, rf in zip(x.momenta, x.inv_factored)]
+    feats += [m * rf for m, rf in zip(x.momenta, x.inv_factored, strict=True)]
     feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
     return feats
 
@@ -170,7 +175,7 @@ def _means(channels: list[jax.Array]) -> jax.Array:
     """``[len(channels)]`` means of equal-length 1-D arrays, as ONE variadic reduce."""
     zeros = tuple(jnp.zeros((), jnp.float32) for _ in channels)
     sums = jax.lax.reduce(
-        tuple(channels), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (0,)
+        tuple(channels), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)), (0,)
     )
     return jnp.stack(sums) / max(1, channels[0].shape[0])
 

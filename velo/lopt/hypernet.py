@@ -42,7 +42,9 @@ class Hypernet(nn.Module):
         small = nn.initializers.normal(self.head_scale / math.sqrt(self.lstm_size))
         logits = nn.Dense(self.bank_size, kernel_init=small, name="mix")(out)
         log_step = nn.Dense(
-            1, kernel_init=small, bias_init=nn.initializers.constant(math.log(self.init_step)),
+            1,
+            kernel_init=small,
+            bias_init=nn.initializers.constant(math.log(self.init_step)),
             name="log_step",
         )(out)[:, 0]
         return carry, logits, log_step

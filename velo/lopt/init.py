@@ -53,7 +53,11 @@ def check_meta_params(meta_params, config: Config, what: str = "meta_params") ->
             f"{what} do not have the structure of Config {config}: expected {want_def}, got "
             f"{got_def}; pass the config the meta-parameters were made for"
         )
-    bad = [(w.shape, jnp.shape(g)) for w, g in zip(want, got) if tuple(w.shape) != jnp.shape(g)]
+    bad = [
+        (w.shape, jnp.shape(g))
+        for w, g in zip(want, got, strict=True)
+        if tuple(w.shape) != jnp.shape(g)
+    ]
     if bad:
         raise ValueError(
             f"{what} do not match the config (expected shape, got): {bad[:3]}; "

@@ -33,7 +33,9 @@ def loss_decays(num_steps, config: Config) -> jax.Array:
     """``[num_loss_emas]`` decays with half-lives log-spaced from `min_loss_half_life` to
     ``num_steps`` (which may be traced)."""
     low = jnp.log(jnp.float32(config.min_loss_half_life))
-    high = jnp.log(jnp.maximum(jnp.asarray(num_steps, jnp.float32), 2.0 * config.min_loss_half_life))
+    high = jnp.log(
+        jnp.maximum(jnp.asarray(num_steps, jnp.float32), 2.0 * config.min_loss_half_life)
+    )
     half_lives = jnp.exp(jnp.linspace(low, high, config.num_loss_emas))
     return jnp.power(0.5, 1.0 / half_lives)
 

@@ -71,7 +71,7 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
         noise = jax.random.normal(k, (config.bank_size, *w.shape)) / math.sqrt(fan_in)
         return (w + config.init_noise * noise).astype(jnp.float32)
 
-    return MLPWeights(*(scatter(k, w) for k, w in zip(keys, base)))
+    return MLPWeights(*(scatter(k, w) for k, w in zip(keys, base, strict=True)))
 
 
 def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:

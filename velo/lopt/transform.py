@@ -108,7 +108,9 @@ def optax_lopt(
         )
         num_tensors = sum(is_trained(x) for x in leaves)
         zero = jnp.zeros((), jnp.int32)
-        return LOptState(zero, zero, moments, init_loss_buffer(config), zero_carry(num_tensors, config))
+        return LOptState(
+            zero, zero, moments, init_loss_buffer(config), zero_carry(num_tensors, config)
+        )
 
     def update_fn(updates, state, params=None, *, loss=None, **extra_args):
         del extra_args
@@ -118,7 +120,9 @@ def optax_lopt(
                 "loss=loss)"
             )
         if params is None:
-            raise ValueError("the learned optimizer needs params: call update(grads, state, params, loss=loss)")
+            raise ValueError(
+                "the learned optimizer needs params: call update(grads, state, params, loss=loss)"
+            )
         grads, treedef = jax.tree.flatten(updates)
         leaves = treedef.flatten_up_to(params)
         trained = [i for i, p in enumerate(leaves) if is_trained(p)]
@@ -128,8 +132,16 @@ def optax_lopt(
             finite = finite & jnp.all(jnp.isfinite(grads[i]))
 
         steps, new_state = _step(
-            meta_params, config, hypernet, num_steps, weight_decay, state,
-            [grads[i] for i in trained], [leaves[i] for i in trained], trained, loss,
+            meta_params,
+            config,
+            hypernet,
+            num_steps,
+            weight_decay,
+            state,
+            [grads[i] for i in trained],
+            [leaves[i] for i in trained],
+            trained,
+            loss,
         )
         # Select, not lax.cond: the select fuses into the loops that write the new state, while a
         # conditional would copy the whole state every step (and becomes a select under vmap).
@@ -144,8 +156,18 @@ def optax_lopt(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _step(meta_params, config: Config, hypernet, num_steps, weight_decay, state: LOptState,
-          grads, params, trained, loss):
+def _step(
+    meta_params,
+    config: Config,
+    hypernet,
+    num_steps,
+    weight_decay,
+    state: LOptState,
+    grads,
+    params,
+    trained,
+    loss,
+):
     """One step on the trained leaves (at positions ``trained`` among all leaves).
 
     Returns their updates (in the parameters' dtypes) and the next state, before the finiteness
@@ -154,16 +176,19 @@ def _step(meta_params, config: Config, hypernet, num_steps, weight_decay, state:
     count = state.count + 1
     decays = loss_decays(num_steps, config)
     loss_buffer = update_loss_buffer(state.loss, loss, state.count, decays)
-    shared = jnp.concatenate([
-        progress_features(state.count, num_steps, config),
-        loss_features(loss_buffer, count, decays),
-    ])
+    shared = jnp.concatenate(
+        [
+            progress_features(state.count, num_steps, config),
+            loss_features(loss_buffer, count, decays),
+        ]
+    )
     all_moments = list(state.moments)
     inputs, tensor_feats, feature_rms = [], [], []
-    for g, p, i in zip(grads, params, trained):
+    for g, p, i in zip(grads, params, trained, strict=True):
         all_moments[i] = update_moments(state.moments[i], g.astype(jnp.float32), config)
-        x = element_inputs(p.astype(jnp.float32), g.astype(jnp.float32), all_moments[i], count,
-                           config)
+        x = element_inputs(
+            p.astype(jnp.float32), g.astype(jnp.float32), all_moments[i], count, config
+        )
         feats, rms = tensor_statistics(x)
         inputs.append(x)
         tensor_feats.append(feats)
@@ -171,10 +196,12 @@ def _step(meta_params, config: Config, hypernet, num_steps, weight_decay, state:
     lstm_in = jnp.concatenate(
         [jnp.broadcast_to(shared, (len(grads), shared.shape[0])), jnp.stack(tensor_feats)], axis=1
     )
-    carry, logits, log_step = hypernet.apply({"params": meta_params["hypernet"]}, lstm_in, state.lstm)
+    carry, logits, log_step = hypernet.apply(
+        {"params": meta_params["hypernet"]}, lstm_in, state.lstm
+    )
     weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits)
     steps = []
-    for j, (x, p, rms) in enumerate(zip(inputs, params, feature_rms)):
+    for j, (x, p, rms) in enumerate(zip(inputs, params, feature_rms, strict=True)):
         w = jax.tree.map(lambda a, j=j: a[j], weights)
         d, m = param_mlp.apply(w, element_features(x), rms)
         magnitude = jnp.exp(jnp.minimum(config.mag_mult * m, 10.0))
