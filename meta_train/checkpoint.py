@@ -5,7 +5,8 @@ Layout of ``out/``: ``config.json`` (the meta-training config), ``checkpoints/<g
 the generation, the next generation's PRNG key, the config and the last metrics), ``log.jsonl``.
 
 Every check runs before anything is written, so a failed start (bad config, a directory holding
-another run, an unreadable checkpoint) leaves existing checkpoints as they were.
+another run, an unreadable checkpoint) leaves existing checkpoints as they were; ``config.json``
+is written with the first checkpoint.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ class RunStore:
             _check_same_run(saved, config, self.out)
         try:
             os.makedirs(self.out, exist_ok=True)
-            _write_json(os.path.join(self.out, CONFIG_FILE), config.to_dict())
         except OSError as e:
             raise ValueError(f"cannot write to --out {out!r}: {e.strerror}") from None
+        self._config_saved = False
         policy = ocp.checkpoint_managers.AnyPreservationPolicy([
             ocp.checkpoint_managers.LatestN(config.keep_checkpoints),
             ocp.checkpoint_managers.BestN(
@@ -65,6 +66,9 @@ class RunStore:
 
         ``validation`` (lower is better) ranks the checkpoint for keeping the best one.
         """
+        if not self._config_saved:  # written with the first checkpoint: a run exists from then
+            _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())
+            self._config_saved = True
         metrics = None if validation is None else {"validation": validation}
         self.manager.save(
             generation,

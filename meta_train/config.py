@@ -167,10 +167,12 @@ PRESETS = {
         checkpoint_every=10, keep_checkpoints=3,
     ),
     # Accelerator scale, VeLO's recipe: full-unroll antithetic ES with sign shaping, sigma 0.01,
-    # Adam 3e-4 with clipping, 8 tasks per estimate, horizons log-uniform up to 20k steps.
+    # Adam 3e-4 with clipping, 8 tasks per estimate, horizons log-uniform up to 20k steps; a
+    # large pool, slowly refreshed (VeLO resampled each worker's task every ~1000 steps).
     "velo": Config(
         lopt="velo", distribution="large", shaping="sign", population=256,
-        tasks_per_generation=8, horizon_min=100, horizon_max=20_000, horizon_buckets=8,
+        tasks_per_generation=8, task_pool=64, pool_refresh=10, horizon_min=100,
+        horizon_max=20_000, horizon_buckets=8, chunk=100,
         fitness_tail=0.1, sigma=0.01, learning_rate=3e-4, clip=3.0, generations=100_000,
         validate_every=500, validation_tasks=16, validation_steps=2000,
         checkpoint_every=100, keep_checkpoints=5,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 
@@ -38,7 +39,7 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
     finally:
         manager.close()
     metadata = {
-        "source": "velo meta-train", "run_dir": run_dir, "generation": step,
+        "source": "velo meta-train", "run_dir": os.path.abspath(run_dir), "generation": step,
         "meta_train_config": config.to_dict(), "validation": meta.get("validation"),
         "metrics": meta.get("metrics"),
     }

@@ -17,9 +17,10 @@ class RunLog:
         self.enabled = enabled
 
     def truncate(self, generation: int) -> None:
-        """Drop records after ``generation``: a run resumed from there recomputes them."""
+        """Drop records after ``generation`` (all at 0): a run started there recomputes them."""
         if self.enabled and os.path.exists(self.path):
-            kept = [r for r in read(os.path.dirname(self.path)) if r["generation"] <= generation]
+            kept = [r for r in read(os.path.dirname(self.path))
+                    if 0 < r["generation"] <= generation]
             with open(self.path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in kept)
 

@@ -3,8 +3,9 @@
 One generation (full-unroll ES): sample ``tasks_per_generation`` tasks and one horizon T, ask the
 strategy for a population of meta-parameters, train every member on every task for T steps (in
 chunks, by sharded programs compiled once per task: T is a traced argument), shape the
-``[tasks, population]`` fitness within each task, average, tell. Truncated ES (``pes``/``nres``) instead keeps the members' training
-states and advances them one ``chunk`` of steps per generation until the horizon is reached.
+``[tasks, population]`` fitness within each task, average, tell. Truncated ES (``pes``/``nres``)
+instead keeps the members' training states and advances them one ``chunk`` of steps per
+generation until the horizon is reached.
 
 All randomness of generation g comes from ``fold_in(run_key, g)``, so a resumed run repeats
 exactly what an uninterrupted one would have done.
@@ -136,19 +137,19 @@ def meta_train(
     learner = learner or lopt_learner(config.lopt)
     mesh = devices.make_mesh(num_devices)
     devices.check_population(config.population, mesh)
-    if not config.validate_every:
-        validation = []
-    elif validation is None:
-        validation = sampler.validation_tasks(config)
     store = RunStore(out, config, resume)
-    log = RunLog(store.out, enabled=devices.is_main_process())
-    es, es_params = _strategy(config, learner)
-    init_key, es_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
-    runner = population.Runner(learner, mesh, cache, config.chunk)
-    run = _Run(config, learner, mesh, cache, es, _as_arrays(es_params), run_key, runner)
-    es_state = run.replicate(es.init(es_key, learner.init(init_key), es_params))
-    generation, trajectory = 0, None
     try:
+        if not config.validate_every:
+            validation = []
+        elif validation is None:
+            validation = sampler.validation_tasks(config)
+        log = RunLog(store.out, enabled=devices.is_main_process())
+        es, es_params = _strategy(config, learner)
+        init_key, es_key, run_key = jax.random.split(jax.random.key(config.seed), 3)
+        runner = population.Runner(learner, mesh, cache, config.chunk)
+        run = _Run(config, learner, mesh, cache, es, _as_arrays(es_params), run_key, runner)
+        es_state = run.replicate(es.init(es_key, learner.init(init_key), es_params))
+        generation, trajectory = 0, None
         step = store.latest_step()
         if step is not None:
             es_state, trajectory = _restore(run, store, step, es_state)
@@ -164,8 +165,10 @@ def meta_train(
             generation += 1
             val_loss = None
             if validation and generation % config.validate_every == 0:
+                start = time.perf_counter()
                 record["validation"] = validate(
                     run.es.get_mean(es_state), validation, config, run.runner)
+                record["validation_s"] = time.perf_counter() - start  # with its compiles
                 val_loss = record["validation"]["mean"]
             records.append(record)
             log.write(record)

@@ -21,10 +21,13 @@ def task_pool(config: Config, generation: int) -> list[Task]:
     config and the generation, so resumed runs see the same pool.
     """
     key = jax.random.fold_in(jax.random.key(config.seed), 0x9001)
-    draws = list(range(config.task_pool))
+    size = config.task_pool
     refreshes = generation // config.pool_refresh if config.pool_refresh else 0
-    for r in range(1, refreshes + 1):
-        draws[(r - 1) % config.task_pool] = config.task_pool + r
+    draws = []
+    for i in range(size):
+        # Refreshes i+1, i+1+size, ... hit slot i; the last one up to `refreshes` holds it.
+        last = i + 1 + size * ((refreshes - i - 1) // size) if refreshes > i else 0
+        draws.append(size + last if last else i)
     return [_draw(jax.random.fold_in(key, d), config) for d in draws]
 
 

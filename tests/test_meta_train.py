@@ -17,17 +17,15 @@ import pytest
 
 import tasks
 from meta_train import config as config_lib
-from meta_train.cli import run as cli_run  # noqa: F401  (import check: the CLI module loads)
 from meta_train.es import shape_fitness
 from meta_train.export import export
 from meta_train.learner import adam_learner
-from meta_train.log import plot
 from meta_train.loop import meta_train
 from tasks import Task
 from velo import cli, overrides
 
-# Test-sized `tiny`: one task from the tiny distribution, one horizon, one chunk per run. Seed 36
-# draws an 8-dimensional quadratic: a single tensor, the learned optimizer's cheapest compile.
+# Test-sized `tiny`: one task of the tiny distribution, one horizon, one chunk per run. Seed 36
+# draws a 32-dimensional quadratic: one tensor, the learned optimizer's cheapest compile.
 SMALL = dataclasses.replace(
     config_lib.preset("tiny"), seed=36, population=8, tasks_per_generation=1, task_pool=1,
     horizon_min=25, horizon_max=25, horizon_buckets=1, chunk=25, sigma=0.05,
@@ -65,7 +63,8 @@ def test_tiny_improves_validation(tiny_run):
         assert key in train[-1]
     lines = open(os.path.join(out, "log.jsonl")).read().splitlines()
     assert len(lines) == 21
-    assert os.path.getsize(plot(out)) > 10_000
+    assert cli.main(["meta-train", "plot", out]) == 0
+    assert os.path.getsize(os.path.join(out, "meta_train.png")) > 10_000
 
 
 @pytest.mark.parametrize("estimator", ["open_es", "pes"])
@@ -200,7 +199,8 @@ def test_export_loads_as_learned_optimizer(tiny_run, tmp_path):
     from velo import lopt, optax_lopt
 
     out, result = tiny_run
-    path = export(out, str(tmp_path / "exported"), "best")
+    path = str(tmp_path / "exported")
+    assert cli.main(["meta-train", "export", out, "--out", path, "--step", "best"]) == 0
     meta_params, config, metadata = lopt.load(path)
     assert config == lopt.preset(SMALL.lopt)
     assert metadata["generation"] == 20
