@@ -48,12 +48,12 @@ def horizon(config: Config, key: jax.Array) -> int:
 
 def validation_tasks(config: Config) -> list[Task]:
     """``config.validation_tasks`` distinct tasks of the distribution outside the held-out suite."""
-    heldout = {id(t) for t in tasks.heldout_suite()}
+    heldout = [dict(t.spec) for t in tasks.heldout_suite()]
     chosen: list[Task] = []
     key = jax.random.key(VALIDATION_SEED)
     for attempt in range(100 * config.validation_tasks):
         task = _draw(jax.random.fold_in(key, attempt), config)
-        if id(task) not in heldout and all(task is not t for t in chosen):
+        if dict(task.spec) not in heldout and all(task is not t for t in chosen):
             chosen.append(task)
             if len(chosen) == config.validation_tasks:
                 return chosen

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="learned-optimizer checkpoint path or name")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="optimizer hyperparameters, e.g. --set b1=0.95")
-    p.add_argument("--steps", type=positive_int, default=2000)
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="optimizer steps (default: the task's own step budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="directory for run.json and curve.png")
     p.set_defaults(func=run)
@@ -33,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = run_record.check_writable(args.out)
     hparams = overrides.parse(args.set)
+    task = tasks.get(args.task)
+    args.steps = args.steps or task.default_steps
     opt = optimizers.make(
         args.optimizer, args.steps, learning_rate=args.lr, checkpoint=args.checkpoint,
         hparams=hparams,
     )
-    task = tasks.get(args.task)
     result = train(task, opt, args.steps, args.seed, progress=True)
     config = {
         "task": args.task, "task_spec": dict(task.spec), "optimizer": args.optimizer,
