@@ -210,3 +210,15 @@ def test_export_loads_as_learned_optimizer(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="already exists"):
         export(out, path)
     assert json.load(open(os.path.join(path, "config.json")))["metadata"]["run_dir"] == out
+
+
+def test_task_pool_refreshes_one_slot_at_a_time():
+    from meta_train.sampler import task_pool
+
+    config = dataclasses.replace(SMALL, task_pool=3, pool_refresh=5)
+    pools = [task_pool(config, g) for g in (0, 4, 5, 10, 15, 20)]
+    assert pools[0] == pools[1]  # no refresh before generation 5
+    changed = [[a is not b for a, b in zip(p, q, strict=True)]
+               for p, q in zip(pools[:-1], pools[1:], strict=True)]
+    assert changed[1:] == [[True, False, False], [False, True, False], [False, False, True],
+                           [True, False, False]]

@@ -47,3 +47,12 @@ def make(
     if learning_rate is not None:
         hparams["learning_rate"] = learning_rate
     return baselines.make(name, **hparams)
+
+
+def eval_params_fn(name: str):
+    """``(opt_state, params) -> params`` giving the point to evaluate at, or ``None`` for params.
+
+    Schedule-free methods and Lookahead train one sequence of weights and test another.
+    """
+    return None if name == LEARNED else baselines.eval_params_fn(name)
+

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         args.optimizer, args.steps, learning_rate=args.lr, checkpoint=args.checkpoint,
         hparams=hparams,
     )
-    result = train(task, opt, args.steps, args.seed, progress=True)
+    result = train(task, opt, args.steps, args.seed, progress=True,
+                   eval_params=optimizers.eval_params_fn(args.optimizer))
     config = {
         "task": args.task, "task_spec": dict(task.spec), "optimizer": args.optimizer,
         "lr": args.lr, "checkpoint": args.checkpoint, "hparams": hparams,
