@@ -89,8 +89,11 @@ def _summary(result) -> None:
     if train:
         compile_s = sum(r["compile_s"] for r in train)
         total_s = sum(r["generation_s"] for r in train)
-        print(f"generations {train[0]['generation']}-{train[-1]['generation']}: meta-loss "
-              f"{train[0]['meta_loss']:.4f} -> {train[-1]['meta_loss']:.4f}; {total_s:.0f} s "
+        # Tasks change every generation, so compare means over several generations.
+        k = max(1, len(train) // 5)
+        first, last = (sum(r["meta_loss"] for r in part) / k for part in (train[:k], train[-k:]))
+        print(f"generations {train[0]['generation']}-{train[-1]['generation']}: meta-loss (mean "
+              f"of {k} generations) {first:.4f} -> {last:.4f}; {total_s:.0f} s "
               f"({compile_s:.0f} s compiling)")
     if val:
         print(f"validation meta-loss: {val[0]['validation']['mean']:.4f} (generation "

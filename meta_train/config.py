@@ -59,7 +59,7 @@ class Config:
       validate_every: generations between validations of the mean meta-parameters (0 = never).
       validation_tasks: size of the fixed validation task set (disjoint from the held-out suite);
         each task is trained ``population`` times (seeds) with the mean meta-parameters.
-      validation_steps: inner steps per validation run (rounded up to a multiple of ``chunk``).
+      validation_steps: inner steps per validation run (rounded to a multiple of ``chunk``).
       checkpoint_every: generations between checkpoints.
       keep_checkpoints: most recent checkpoints kept (the best by validation is kept too).
     """

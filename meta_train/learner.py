@@ -35,6 +35,9 @@ def lopt_learner(preset: str) -> Learner:
     """velo's learned optimizer at `velo.lopt.preset(preset)` (cached: compiled code is reused)."""
     from velo import lopt
 
+    if preset not in lopt.PRESETS:
+        raise ValueError(f"unknown learned-optimizer preset lopt={preset!r}; choose one of: "
+                         f"{', '.join(lopt.PRESETS)}")
     config = lopt.preset(preset)
 
     def optimizer(meta_params, num_steps):

@@ -6,6 +6,7 @@ read (`debias`), a scalar factor per tensor, so early steps are not dominated by
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -15,21 +16,22 @@ from velo.lopt.config import Config
 
 
 class TensorMoments(NamedTuple):
-    """Accumulators of one parameter tensor of shape ``S``.
+    """Accumulators of one parameter tensor of shape ``S``; the 3 decays of each kind are stacked
+    on a leading axis, so every kind is updated by one array op (few ops compile fast).
 
     Attributes:
-      momenta: EMAs of g, one ``S`` array per `Config.momentum_decays` entry.
+      momenta: ``[3, *S]``, EMAs of g at `Config.momentum_decays`.
       second: ``S``, EMA of g**2 at `Config.second_moment_decay`.
-      rows: one array per `Config.factored_decays` entry: for rank >= 2, ``S[:-1] + (1,)``, EMA
-        of g**2 averaged over the last axis; below rank 2, ``S``, the full EMA of g**2.
-      cols: for rank >= 2, ``S[:-2] + (1, S[-1])``, EMAs of g**2 averaged over axis -2; below
-        rank 2, empty.
+      rows: at `Config.factored_decays`: for rank >= 2, ``[3, *S[:-1], 1]``, EMAs of g**2
+        averaged over the last axis; below rank 2, ``[3, *S]``, the full EMAs of g**2.
+      cols: for rank >= 2, ``[3, *S[:-2], 1, S[-1]]``, EMAs of g**2 averaged over axis -2;
+        below rank 2, None.
     """
 
-    momenta: tuple[jax.Array, ...]
+    momenta: jax.Array
     second: jax.Array
-    rows: tuple[jax.Array, ...]
-    cols: tuple[jax.Array, ...]
+    rows: jax.Array
+    cols: jax.Array | None
 
 
 def is_factored(shape: tuple[int, ...]) -> bool:
@@ -39,47 +41,42 @@ def is_factored(shape: tuple[int, ...]) -> bool:
 
 def init_moments(shape: tuple[int, ...], config: Config) -> TensorMoments:
     """Zero accumulators for a tensor of ``shape``."""
-    zeros = jnp.zeros(shape, jnp.float32)
+    zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
     n = len(config.factored_decays)
     if is_factored(shape):
-        rows = tuple(jnp.zeros((*shape[:-1], 1), jnp.float32) for _ in range(n))
-        cols = tuple(jnp.zeros((*shape[:-2], 1, shape[-1]), jnp.float32) for _ in range(n))
+        rows, cols = zeros((n, *shape[:-1], 1)), zeros((n, *shape[:-2], 1, shape[-1]))
     else:
-        rows, cols = (zeros,) * n, ()
-    return TensorMoments((zeros,) * len(config.momentum_decays), zeros, rows, cols)
+        rows, cols = zeros((n, *shape)), None
+    return TensorMoments(zeros((len(config.momentum_decays), *shape)), zeros(shape), rows, cols)
 
 
-def _ema(old: jax.Array, new: jax.Array, decay: float) -> jax.Array:
+def stacked(values: tuple[float, ...], ndim: int) -> jax.Array:
+    """``[len(values), 1, ...]`` float32 (``ndim`` trailing unit axes), to broadcast against a
+    stack of accumulators."""
+    return jnp.asarray(values, jnp.float32).reshape(-1, *(1,) * ndim)
+
+
+def _ema(old: jax.Array, new: jax.Array, decay) -> jax.Array:
     return decay * old + (1.0 - decay) * new
 
 
 def update_moments(moments: TensorMoments, g: jax.Array, config: Config) -> TensorMoments:
     """Fold the float32 gradient ``g`` into every accumulator."""
     g2 = jnp.square(g)
-    momenta = tuple(
-        _ema(m, g, d) for m, d in zip(moments.momenta, config.momentum_decays, strict=True)
-    )
+    factored = stacked(config.factored_decays, g.ndim)
+    momenta = _ema(moments.momenta, g, stacked(config.momentum_decays, g.ndim))
     second = _ema(moments.second, g2, config.second_moment_decay)
-    if moments.cols:
-        row_g2 = jnp.mean(g2, axis=-1, keepdims=True)
-        col_g2 = jnp.mean(g2, axis=-2, keepdims=True)
-        rows = tuple(
-            _ema(r, row_g2, d) for r, d in zip(moments.rows, config.factored_decays, strict=True)
-        )
-        cols = tuple(
-            _ema(c, col_g2, d) for c, d in zip(moments.cols, config.factored_decays, strict=True)
-        )
-    else:
-        rows = tuple(
-            _ema(r, g2, d) for r, d in zip(moments.rows, config.factored_decays, strict=True)
-        )
-        cols = ()
+    if moments.cols is None:
+        return TensorMoments(momenta, second, _ema(moments.rows, g2, factored), None)
+    rows = _ema(moments.rows, jnp.mean(g2, axis=-1, keepdims=True), factored)
+    cols = _ema(moments.cols, jnp.mean(g2, axis=-2, keepdims=True), factored)
     return TensorMoments(momenta, second, rows, cols)
 
 
-def debias(decay: float, count: jax.Array) -> jax.Array:
-    """Bias-correction factor 1 / (1 - decay**count) for an EMA of ``count`` >= 1 values."""
-    return 1.0 / (1.0 - jnp.power(jnp.float32(decay), count.astype(jnp.float32)))
+def debias(decay, count: jax.Array) -> jax.Array:
+    """Bias-correction factor 1 / (1 - decay**count) for an EMA of ``count`` >= 1 values
+    (``decay`` a float or an array of them)."""
+    return 1.0 / (1.0 - jnp.power(jnp.asarray(decay, jnp.float32), count.astype(jnp.float32)))
 
 
 def second_moment_scale(moments: TensorMoments, config: Config, count: jax.Array) -> jax.Array:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from velo.lopt.accumulators import TensorMoments, debias, second_moment_scale
+from velo.lopt.accumulators import TensorMoments, debias, second_moment_scale, stacked
 from velo.lopt.config import Config
 
 NUM_ELEMENT_FEATURES = 30
@@ -34,6 +34,9 @@ COL_FEATURES = slice(24, 30)
 STATS_SAMPLE = 1 << 15
 NUM_TENSOR_FEATURES = 16
 MAX_RANK = 4
+# `tensor_summary` layout: 22 sample means, 12 factor means, 3 slow-moment means, 6 static.
+_SLOW = 4 + NUM_ELEMENT_FEATURES
+SUMMARY_SIZE = _SLOW + 3 + MAX_RANK + 2
 # Relative epsilon under rsqrt: second moments are O(1) after dividing by s.
 _EPS = 1e-10
 _TINY = 1e-30
@@ -42,30 +45,32 @@ _TINY = 1e-30
 class ElementInputs(NamedTuple):
     """Float32 per-element quantities of one tensor of shape ``S``, gradient ones divided by s.
 
-    Small arrays (row/column factors of rank >= 2 tensors) stay small: they broadcast against
-    ``S``, so nothing of size ``S`` is computed from them until the elementwise pass.
+    The 3 decays of a kind are stacked on a leading axis. Small arrays (row/column factors of
+    rank >= 2 tensors) stay small: they broadcast against ``S``, so nothing of size ``S`` is
+    computed from them until the elementwise pass.
 
     Attributes:
       p: ``S`` parameters.
       g: ``S`` gradient / sqrt(s).
-      momenta: 3 x ``S`` bias-corrected momenta / sqrt(s).
+      momenta: ``[3, *S]`` bias-corrected momenta / sqrt(s).
       second: ``S`` bias-corrected second moment / s.
-      rows: 3 row factors (rank >= 2, broadcastable) or full second moments (below), / s.
-      cols: 3 column factors (rank >= 2) or the full second moments again (below), / s.
+      rows: ``[3, ...]`` row factors (rank >= 2, broadcastable) or full second moments (below),
+        / s.
+      cols: ``[3, ...]`` column factors (rank >= 2) or the full second moments again (below), / s.
       inv_rows, inv_cols: rsqrt(rows + eps), rsqrt(cols + eps).
-      inv_factored: 3 x rsqrt of the Adafactor estimate row * col / mean(row), from the small
-        factors (for rank < 2, ``inv_rows``).
+      inv_factored: ``[3, ...]`` rsqrt of the Adafactor estimate row * col / mean(row), from the
+        small factors (for rank < 2, ``inv_rows``).
     """
 
     p: jax.Array
     g: jax.Array
-    momenta: tuple[jax.Array, ...]
+    momenta: jax.Array
     second: jax.Array
-    rows: tuple[jax.Array, ...]
-    cols: tuple[jax.Array, ...]
-    inv_rows: tuple[jax.Array, ...]
-    inv_cols: tuple[jax.Array, ...]
-    inv_factored: tuple[jax.Array, ...]
+    rows: jax.Array
+    cols: jax.Array
+    inv_rows: jax.Array
+    inv_cols: jax.Array
+    inv_factored: jax.Array
 
 
 def element_inputs(
@@ -75,28 +80,17 @@ def element_inputs(
     gradients."""
     s = second_moment_scale(moments, config, count) + _TINY
     inv_root = jax.lax.rsqrt(s)
-    momenta = tuple(
-        m * (debias(d, count) * inv_root)
-        for m, d in zip(moments.momenta, config.momentum_decays, strict=True)
-    )
+    momenta = moments.momenta * (debias(stacked(config.momentum_decays, p.ndim), count) * inv_root)
     second = moments.second * (debias(config.second_moment_decay, count) / s)
-    rows = tuple(
-        r * (debias(d, count) / s)
-        for r, d in zip(moments.rows, config.factored_decays, strict=True)
-    )
-    inv_rows = tuple(jax.lax.rsqrt(r + _EPS) for r in rows)
-    if moments.cols:
-        cols = tuple(
-            c * (debias(d, count) / s)
-            for c, d in zip(moments.cols, config.factored_decays, strict=True)
-        )
-        inv_cols = tuple(jax.lax.rsqrt(c + _EPS) for c in cols)
-        inv_factored = tuple(
-            ir * ic * jnp.sqrt(jnp.mean(r, axis=-2, keepdims=True))
-            for r, ir, ic in zip(rows, inv_rows, inv_cols, strict=True)
-        )
-    else:
+    factored = debias(stacked(config.factored_decays, p.ndim), count) / s
+    rows = moments.rows * factored
+    inv_rows = jax.lax.rsqrt(rows + _EPS)
+    if moments.cols is None:
         cols, inv_cols, inv_factored = rows, inv_rows, inv_rows
+    else:
+        cols = moments.cols * factored
+        inv_cols = jax.lax.rsqrt(cols + _EPS)
+        inv_factored = inv_rows * inv_cols * jnp.sqrt(jnp.mean(rows, axis=-2, keepdims=True))
     return ElementInputs(
         p, g * inv_root, momenta, second, rows, cols, inv_rows, inv_cols, inv_factored
     )
@@ -108,28 +102,33 @@ def element_features(x: ElementInputs) -> list[jax.Array]:
     Per element (18): g, clipped preconditioned g, p, 3 momenta, second moment,
     3 momenta / sqrt(second), rsqrt(second), g / sqrt(second), 3 g / sqrt(factored),
     3 momenta / sqrt(factored). Row factors (6): 3 rows, 3 rsqrt(rows). Column factors (6):
-    3 columns, 3 rsqrt(columns). Below rank 2 the "factors" are the full second moments.
+    3 columns, 3 rsqrt(columns) (`factor_features`). Below rank 2 the "factors" are the full
+    second moments.
 
     Only one transcendental per element (rsqrt of the second moment): the factored ones are
     products of rsqrts of the small row and column vectors.
     """
     r = jax.lax.rsqrt(x.second + _EPS)
     feats = [x.g, jnp.clip(x.g * r, -1.0, 1.0), x.p, *x.momenta, x.second]
-    feats += [m * r for m in x.momenta]
-    feats += [r, x.g * r]
-    feats += [x.g * rf for rf in x.inv_factored]
-    feats += [m * rf for m, rf in zip(x.momenta, x.inv_factored, strict=True)]
-    feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
-    return feats
+    feats += [*(x.momenta * r), r, x.g * r, *(x.g * x.inv_factored)]
+    feats += [*(x.momenta * x.inv_factored)]
+    return feats + [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
 
 
-def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
-    """Per-tensor statistics: one variadic reduction over (a sample of) the tensor, plus
-    reductions over the small factor vectors.
+def factor_features(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
+    """Features 18-23 (row factors) and 24-29 (column factors), each stacked: ``[6, ...]``."""
+    return (
+        jnp.concatenate([x.rows, x.inv_rows]),
+        jnp.concatenate([x.cols, x.inv_cols]),
+    )
 
-    Returns:
-      ``[NUM_TENSOR_FEATURES]`` LSTM inputs of this tensor (rank one-hot and size included) and
-      ``[NUM_ELEMENT_FEATURES]`` RMS of each element feature, used to normalise them.
+
+def tensor_summary(x: ElementInputs) -> jax.Array:
+    """``[SUMMARY_SIZE]`` raw per-tensor statistics: one variadic reduction over (a sample of)
+    the tensor, and one over each stack of small factor vectors.
+
+    `summary_features` turns summaries, stacked over all tensors, into the LSTM inputs and the
+    feature RMS in one batched computation, so the per-tensor program stays small.
     """
     shape = x.p.shape
     # Sample the inputs, not the features: the full-size features then have a single consumer
@@ -137,36 +136,61 @@ def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
     sample = _sample(x, shape)
     channels = [sample.p, *sample.momenta]
     channels += [jnp.square(f) for f in element_features(sample)[:PER_ELEMENT]]
-    means = _means(channels)
-    feats = element_features(x)
     # The mean of a broadcast factor over the tensor is its own mean.
-    factor_squares = jnp.stack([jnp.mean(jnp.square(f)) for f in feats[PER_ELEMENT:]])
-    squares = jnp.concatenate([means[4:], factor_squares])
-    p_mean, m_mean = means[0], means[1:4]
-    p_ms, m_ms = squares[2], squares[3:6]
+    rows, cols = factor_features(x)
     slow = x.rows[-1]  # the slow second moment, averaged along rows for rank >= 2
+    slow = jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + _EPS)])
+    rank = min(len(shape), MAX_RANK)
+    static = [float(rank == r) for r in range(MAX_RANK + 1)] + [np.log1p(x.p.size) / 10.0]
+    return jnp.concatenate(
+        [
+            _means(channels),
+            _mean_per_row(jnp.square(rows)),
+            _mean_per_row(jnp.square(cols)),
+            _mean_per_row(slow),
+            jnp.asarray(static, jnp.float32),
+        ]
+    )
+
+
+def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """From ``[..., SUMMARY_SIZE]`` summaries (`tensor_summary`):
+
+    Returns:
+      ``[..., NUM_TENSOR_FEATURES]`` LSTM inputs (rank one-hot and size included) and
+      ``[..., NUM_ELEMENT_FEATURES]`` RMS of each element feature, used to normalise them.
+    """
+    p_mean, m_mean = summary[..., 0], summary[..., 1:4]
+    squares = summary[..., 4 : 4 + NUM_ELEMENT_FEATURES]
+    p_ms, m_ms = squares[..., 2], squares[..., 3:6]
+    sqrt_slow, slow, log_slow = (summary[..., _SLOW + i] for i in range(3))
     lstm = [
-        p_mean * jax.lax.rsqrt(p_ms + _TINY),
-        (p_ms - jnp.square(p_mean)) / (p_ms + _TINY),
-        *_log_ratio(m_ms, 1.0),
-        *(jnp.square(m_mean) / (m_ms + _TINY)),
-        _log_ratio(jnp.square(jnp.mean(jnp.sqrt(slow))), jnp.mean(slow)),
-        (jnp.mean(jnp.log(slow + _EPS)) - jnp.log(jnp.mean(slow) + _EPS)) / 5.0,
-        *_rank_one_hot(len(shape)),
-        jnp.float32(jnp.log1p(x.p.size) / 10.0),
+        (p_mean * jax.lax.rsqrt(p_ms + _TINY))[..., None],
+        ((p_ms - jnp.square(p_mean)) / (p_ms + _TINY))[..., None],
+        _log_ratio(m_ms, 1.0),
+        jnp.square(m_mean) / (m_ms + _TINY),
+        _log_ratio(jnp.square(sqrt_slow), slow)[..., None],
+        ((log_slow - jnp.log(slow + _EPS)) / 5.0)[..., None],
+        summary[..., _SLOW + 3 :],
     ]
-    return jnp.stack([jnp.asarray(v, jnp.float32) for v in lstm]), jnp.sqrt(squares + _TINY)
+    return jnp.concatenate(lstm, axis=-1), jnp.sqrt(squares + _TINY)
+
+
+def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
+    """One tensor's `summary_features`: ``([NUM_TENSOR_FEATURES], [NUM_ELEMENT_FEATURES])``."""
+    return summary_features(tensor_summary(x))
 
 
 def _sample(x: ElementInputs, shape: tuple[int, ...]) -> ElementInputs:
-    """Every input flattened to 1-D: all elements, or a fixed strided sample of `STATS_SAMPLE`
-    of them for larger tensors."""
+    """Every input flattened over ``shape`` (leading stack axes kept): all elements, or a fixed
+    strided sample of `STATS_SAMPLE` of them for larger tensors."""
     size = int(np.prod(shape))
     stride = max(1, size // STATS_SAMPLE)
     stop = (size // stride) * stride
 
     def take(a):
-        return jnp.broadcast_to(a, shape).reshape(-1)[:stop:stride]
+        lead = a.shape[: a.ndim - len(shape)]
+        return jnp.broadcast_to(a, (*lead, *shape)).reshape(*lead, -1)[..., :stop:stride]
 
     return jax.tree.map(take, x)
 
@@ -180,14 +204,14 @@ def _means(channels: list[jax.Array]) -> jax.Array:
     return jnp.stack(sums) / max(1, channels[0].shape[0])
 
 
+def _mean_per_row(stack: jax.Array) -> jax.Array:
+    """``[k]`` means over all but the leading axis of a ``[k, ...]`` stack."""
+    return jnp.mean(stack, axis=tuple(range(1, stack.ndim)))
+
+
 def _log_ratio(num, den):
     """log(num / den) squashed into [-2, 2]: sizes of ratios that span many decades."""
     return jnp.clip(jnp.log(num + _TINY) - jnp.log(den + _TINY), -10.0, 10.0) / 5.0
-
-
-def _rank_one_hot(rank: int) -> list[jax.Array]:
-    rank = min(rank, MAX_RANK)
-    return [jnp.float32(rank == r) for r in range(MAX_RANK + 1)]
 
 
 def progress_features(count: jax.Array, num_steps, config: Config) -> jax.Array:

@@ -16,7 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from velo.lopt.config import Config
-from velo.lopt.features import COL_FEATURES, NUM_ELEMENT_FEATURES, PER_ELEMENT, ROW_FEATURES
+from velo.lopt.features import (
+    COL_FEATURES,
+    NUM_ELEMENT_FEATURES,
+    PER_ELEMENT,
+    ROW_FEATURES,
+    ElementInputs,
+    element_features,
+    factor_features,
+)
 
 # Index in `features.element_features` of the first momentum divided by sqrt(second moment):
 # Adam's direction, which the initial MLP passes through.
@@ -80,13 +88,12 @@ def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
     return MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
 
 
-def apply(weights: MLPWeights, feats: list[jax.Array], feature_rms: jax.Array):
+def apply(weights: MLPWeights, x: ElementInputs, feature_rms: jax.Array):
     """Run one tensor's MLP elementwise.
 
     Args:
       weights: one MLP (no leading axes).
-      feats: the `NUM_ELEMENT_FEATURES` arrays of `features.element_features`, broadcastable to
-        the tensor's shape.
+      x: the tensor's `features.ElementInputs`.
       feature_rms: ``[F]`` RMS of each feature over the tensor; folded into ``w1`` so the
         normalisation costs nothing per element.
 
@@ -94,14 +101,20 @@ def apply(weights: MLPWeights, feats: list[jax.Array], feature_rms: jax.Array):
       ``(d, m)``, each of the tensor's shape.
     """
     w1 = weights.w1 / feature_rms[:, None]
-    per_element = feats[:PER_ELEMENT]
-    hidden = []
-    for j in range(w1.shape[1]):
-        # The row and column features' share of each unit is summed on the small factor vectors;
-        # the barrier keeps XLA from recomputing those sums for every element.
-        rows = jax.lax.optimization_barrier(_dense(feats[ROW_FEATURES], w1[ROW_FEATURES, j], 0.0))
-        cols = jax.lax.optimization_barrier(_dense(feats[COL_FEATURES], w1[COL_FEATURES, j], 0.0))
-        hidden.append(_unit(per_element, w1[:PER_ELEMENT, j], weights.b1[j] + rows + cols))
+    # The row and column features' share of every hidden unit is one small matmul on the factor
+    # vectors; the barrier keeps XLA from recomputing it for every element.
+    rows, cols = factor_features(x)
+    rows, cols = jax.lax.optimization_barrier(
+        (
+            jnp.tensordot(w1[ROW_FEATURES], rows, axes=(0, 0)),
+            jnp.tensordot(w1[COL_FEATURES], cols, axes=(0, 0)),
+        )
+    )
+    per_element = element_features(x)[:PER_ELEMENT]
+    hidden = [
+        _unit(per_element, w1[:PER_ELEMENT, j], weights.b1[j] + rows[j] + cols[j])
+        for j in range(w1.shape[1])
+    ]
     hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
     d, m = (_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(2))
     return d, m

@@ -29,10 +29,10 @@ from velo.lopt import param_mlp
 from velo.lopt.accumulators import TensorMoments, init_moments, update_moments
 from velo.lopt.config import Config
 from velo.lopt.features import (
-    element_features,
     element_inputs,
     progress_features,
-    tensor_statistics,
+    summary_features,
+    tensor_summary,
 )
 from velo.lopt.hypernet import Carry, make_hypernet, zero_carry
 from velo.lopt.loss_buffer import (
@@ -50,15 +50,16 @@ class LOptState(NamedTuple):
     Attributes:
       count: int32 scalar, steps applied so far.
       skipped: int32 scalar, steps skipped because the gradient or loss was not finite.
-      moments: one entry per parameter leaf (in `jax.tree.leaves` order): its `TensorMoments`,
-        or `optax.MaskedNode` for leaves the optimizer leaves alone (integer, boolean, size 0).
+      moments: one `TensorMoments` per group of trained leaves of equal shape and dtype (see
+        `_shape_groups`), each array with a leading axis over the group's tensors. Integer,
+        boolean and size-0 leaves are left alone and have none.
       loss: the `LossBuffer`.
-      lstm: LSTM carry ``(c, h)``, each ``[n_float_tensors, lstm_size]``.
+      lstm: LSTM carry ``(c, h)``, each ``[n_float_tensors, lstm_size]``, tensors in group order.
     """
 
     count: jax.Array
     skipped: jax.Array
-    moments: tuple[TensorMoments | optax.MaskedNode, ...]
+    moments: tuple[TensorMoments, ...]
     loss: LossBuffer
     lstm: Carry
 
@@ -102,11 +103,15 @@ def optax_lopt(
 
     def init_fn(params):
         leaves = jax.tree.leaves(params)
+        groups = _shape_groups(leaves)
         moments = tuple(
-            init_moments(jnp.shape(x), config) if is_trained(x) else optax.MaskedNode()
-            for x in leaves
+            jax.tree.map(
+                functools.partial(_zeros_for_group, len(idx)),
+                init_moments(jnp.shape(leaves[idx[0]]), config),
+            )
+            for idx in groups
         )
-        num_tensors = sum(is_trained(x) for x in leaves)
+        num_tensors = sum(len(idx) for idx in groups)
         zero = jnp.zeros((), jnp.int32)
         return LOptState(
             zero, zero, moments, init_loss_buffer(config), zero_carry(num_tensors, config)
@@ -125,11 +130,12 @@ def optax_lopt(
             )
         grads, treedef = jax.tree.flatten(updates)
         leaves = treedef.flatten_up_to(params)
-        trained = [i for i, p in enumerate(leaves) if is_trained(p)]
+        groups = _shape_groups(leaves)
         loss = jnp.asarray(loss, jnp.float32)
         finite = jnp.isfinite(loss)
-        for i in trained:
-            finite = finite & jnp.all(jnp.isfinite(grads[i]))
+        for idx in groups:
+            for i in idx:
+                finite = finite & jnp.all(jnp.isfinite(grads[i]))
 
         steps, new_state = _step(
             meta_params,
@@ -138,9 +144,9 @@ def optax_lopt(
             num_steps,
             weight_decay,
             state,
-            [grads[i] for i in trained],
-            [leaves[i] for i in trained],
-            trained,
+            grads,
+            leaves,
+            groups,
             loss,
         )
         # Select, not lax.cond: the select fuses into the loops that write the new state, while a
@@ -149,11 +155,35 @@ def optax_lopt(
         new_state = jax.tree.map(keep, new_state, state)
         new_state = new_state._replace(skipped=state.skipped + jnp.where(finite, 0, 1))
         out = [jnp.zeros_like(p) for p in leaves]
-        for j, i in enumerate(trained):
-            out[i] = keep(steps[j], jnp.zeros_like(steps[j]))
+        for idx, group_steps in zip(groups, steps, strict=True):
+            for k, i in enumerate(idx):
+                out[i] = keep(group_steps[k], jnp.zeros_like(group_steps[k]))
         return treedef.unflatten(out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _shape_groups(leaves) -> tuple[tuple[int, ...], ...]:
+    """Indices of the trained leaves, grouped by (shape, dtype) in order of first appearance.
+
+    Each group is processed as one stacked array under `jax.vmap`, so a model whose layers repeat
+    (a transformer) compiles the per-tensor computation once per distinct shape, not per tensor.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, x in enumerate(leaves):
+        if is_trained(x):
+            groups.setdefault((jnp.shape(x), jnp.result_type(x)), []).append(i)
+    return tuple(tuple(idx) for idx in groups.values())
+
+
+def _zeros_for_group(size: int, like: jax.Array) -> jax.Array:
+    return jnp.zeros((size, *like.shape), like.dtype)
+
+
+def _stack(arrays: list[jax.Array]) -> jax.Array:
+    """Float32 ``[len(arrays), ...]``; a free reshape for a single array."""
+    arrays = [a.astype(jnp.float32) for a in arrays]
+    return arrays[0][None] if len(arrays) == 1 else jnp.stack(arrays)
 
 
 def _step(
@@ -165,13 +195,13 @@ def _step(
     state: LOptState,
     grads,
     params,
-    trained,
+    groups,
     loss,
 ):
-    """One step on the trained leaves (at positions ``trained`` among all leaves).
+    """One step on the trained leaves, in their shape groups (`_shape_groups`).
 
-    Returns their updates (in the parameters' dtypes) and the next state, before the finiteness
-    guard.
+    Returns, per group, the updates ``[group size, ...]`` (in the parameters' dtype) and the next
+    state, before the finiteness guard.
     """
     count = state.count + 1
     decays = loss_decays(num_steps, config)
@@ -182,34 +212,48 @@ def _step(
             loss_features(loss_buffer, count, decays),
         ]
     )
-    all_moments = list(state.moments)
-    inputs, tensor_feats, feature_rms = [], [], []
-    for g, p, i in zip(grads, params, trained, strict=True):
-        all_moments[i] = update_moments(state.moments[i], g.astype(jnp.float32), config)
-        x = element_inputs(
-            p.astype(jnp.float32), g.astype(jnp.float32), all_moments[i], count, config
+
+    def observe(moments, g, p):
+        """One tensor: new moments, its MLP inputs and its `tensor_summary`."""
+        moments = update_moments(moments, g, config)
+        x = element_inputs(p, g, moments, count, config)
+        return moments, x, tensor_summary(x)
+
+    observed = [
+        jax.vmap(observe)(
+            moments, _stack([grads[i] for i in idx]), _stack([params[i] for i in idx])
         )
-        feats, rms = tensor_statistics(x)
-        inputs.append(x)
-        tensor_feats.append(feats)
-        feature_rms.append(rms)
+        for moments, idx in zip(state.moments, groups, strict=True)
+    ]
+    tensor_feats, feature_rms = summary_features(jnp.concatenate([o[2] for o in observed]))
     lstm_in = jnp.concatenate(
-        [jnp.broadcast_to(shared, (len(grads), shared.shape[0])), jnp.stack(tensor_feats)], axis=1
+        [jnp.broadcast_to(shared, (len(tensor_feats), shared.shape[0])), tensor_feats], axis=1
     )
     carry, logits, log_step = hypernet.apply(
         {"params": meta_params["hypernet"]}, lstm_in, state.lstm
     )
     weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits)
-    steps = []
-    for j, (x, p, rms) in enumerate(zip(inputs, params, feature_rms, strict=True)):
-        w = jax.tree.map(lambda a, j=j: a[j], weights)
-        d, m = param_mlp.apply(w, element_features(x), rms)
+
+    def step(w, x, rms, log_step):
+        """One tensor's update ``-step * (clip(d * exp(mag_mult * m)) * scale + decay * p)``."""
+        d, m = param_mlp.apply(w, x, rms)
         magnitude = jnp.exp(jnp.minimum(config.mag_mult * m, 10.0))
         direction = jnp.clip(d * magnitude, -config.max_direction, config.max_direction)
         scale = jnp.maximum(rms[2], config.param_scale_floor)  # feature 2 is p: rms[2] = RMS(p)
-        update = -jnp.exp(log_step[j]) * (direction * scale + weight_decay * x.p)
-        steps.append(update.astype(p.dtype))
-    return steps, LOptState(count, state.skipped, tuple(all_moments), loss_buffer, carry)
+        return -jnp.exp(log_step) * (direction * scale + weight_decay * x.p)
+
+    steps, start = [], 0
+    for idx, (_, x, _) in zip(groups, observed, strict=True):
+        take = functools.partial(
+            jax.lax.slice_in_dim, start_index=start, limit_index=start + len(idx)
+        )
+        group_steps = jax.vmap(step)(
+            jax.tree.map(take, weights), x, take(feature_rms), take(log_step)
+        )
+        steps.append(group_steps.astype(params[idx[0]].dtype))
+        start += len(idx)
+    moments = tuple(m for m, _, _ in observed)
+    return steps, LOptState(count, state.skipped, moments, loss_buffer, carry)
 
 
 def _check_positive(name: str, value, minimum: float) -> None:
