@@ -20,7 +20,7 @@ class RunLog:
         """Drop records after ``generation`` (all at 0): a run started there recomputes them."""
         if self.enabled and os.path.exists(self.path):
             kept = [r for r in read(os.path.dirname(self.path))
-                    if 0 < r["generation"] <= generation]
+                    if generation and r["generation"] <= generation]
             with open(self.path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in kept)
 

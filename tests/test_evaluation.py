@@ -147,6 +147,7 @@ def test_evaluate_writes_every_output(evaluated):
     assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 4
     report = (out / "report.md").read_text()
     assert "| salsa |" in report and "| velo |" in report and "loss_curves.png" in report
+    assert f"Learned optimizer: {record['config']['learned_optimizer']}" in report
     m = result.metrics[TASK]
     assert m["velo"].learning_rate is None and np.isfinite(m["velo"].final_loss)
     assert m["adam"].speedup == pytest.approx(1.0, abs=0.02) and m["adam"].learning_rate

@@ -20,6 +20,7 @@ from meta_train import config as config_lib
 from meta_train.es import shape_fitness
 from meta_train.export import export
 from meta_train.learner import adam_learner
+from meta_train.log import read as read_log
 from meta_train.loop import meta_train
 from tasks import Task
 from velo import cli, overrides
@@ -79,6 +80,9 @@ def test_resume_equals_uninterrupted(tmp_path, estimator):
     for a, b in zip(_leaves(whole.meta_params), _leaves(second.meta_params), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(_leaves(first.meta_params)[0], _leaves(second.meta_params)[0])
+    logs = [[(r["generation"], r["meta_loss"]) for r in read_log(str(tmp_path / d))]
+            for d in ("whole", "split")]
+    assert logs[0] == logs[1] and len(logs[0]) == 6
 
 
 def test_one_and_eight_devices_agree(tmp_path):

@@ -79,7 +79,8 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
     }
     files["summary"] = report.write_csv(os.path.join(out, "summary.csv"), metrics)
     files["report"] = report.write_markdown(
-        os.path.join(out, "report.md"), protocol, metrics, summary, files)
+        os.path.join(out, "report.md"), protocol, metrics, summary, files,
+        config.get("learned_optimizer"))
     return Evaluation(protocol, metrics, summary, files, reused)
 
 

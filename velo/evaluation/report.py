@@ -75,14 +75,17 @@ def write_markdown(
     metrics: dict[str, dict[str, TaskMetrics]],
     summary: dict[str, Summary],
     files: dict[str, str],
+    learned_optimizer: str | None = None,
 ) -> str:
-    """Write ``report.md``: the protocol, the summary and per-task tables, the plots."""
+    """Write ``report.md``: the protocol, the summary and per-task tables, the plots.
+
+    ``learned_optimizer`` names the learned optimizer's weights, when it was run."""
     p = protocol
     budget = f"{p.steps} steps" if p.steps is not None else "each task's default steps"
     text = f"""# velo evaluation: {p.suite} suite
 
 Optimizers: {', '.join(p.optimizers)}. Budget: {budget}; {p.seeds} seed(s) per run.
-Learned optimizer checkpoint: {p.checkpoint or 'default'}.
+Learned optimizer: {learned_optimizer or 'not run'}.
 Tuned baselines: {p.grid_size} learning rates, a factor {p.grid_ratio:.3g} apart around each
 default, best by smoothed final training loss; learned and learning-rate-free optimizers untuned.
 Training curves are smoothed by an EMA of {p.ema_decay}. Speed-up (VeLO's metric): the steps

@@ -214,18 +214,16 @@ def _step(
     )
 
     def observe(moments, g, p):
-        """One tensor: new moments, its MLP inputs and its `tensor_summary`."""
+        """One tensor: its new moments and its `tensor_summary`."""
         moments = update_moments(moments, g, config)
-        x = element_inputs(p, g, moments, count, config)
-        return moments, x, tensor_summary(x)
+        return moments, tensor_summary(element_inputs(p, g, moments, count, config))
 
-    observed = [
-        jax.vmap(observe)(
-            moments, _stack([grads[i] for i in idx]), _stack([params[i] for i in idx])
-        )
-        for moments, idx in zip(state.moments, groups, strict=True)
-    ]
-    tensor_feats, feature_rms = summary_features(jnp.concatenate([o[2] for o in observed]))
+    stacks = [(_stack([grads[i] for i in idx]), _stack([params[i] for i in idx])) for idx in groups]
+    moments, summaries = zip(
+        *(jax.vmap(observe)(m, g, p) for m, (g, p) in zip(state.moments, stacks, strict=True)),
+        strict=True,
+    )
+    tensor_feats, feature_rms = summary_features(jnp.concatenate(summaries))
     lstm_in = jnp.concatenate(
         [jnp.broadcast_to(shared, (len(tensor_feats), shared.shape[0])), tensor_feats], axis=1
     )
@@ -234,26 +232,31 @@ def _step(
     )
     weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits)
 
-    def step(w, x, rms, log_step):
+    def step(inputs):
         """One tensor's update ``-step * (clip(d * exp(mag_mult * m)) * scale + decay * p)``."""
+        w, moments, g, p, rms, log_step = inputs
+        x = element_inputs(p, g, moments, count, config)
         d, m = param_mlp.apply(w, x, rms)
         magnitude = jnp.exp(jnp.minimum(config.mag_mult * m, 10.0))
         direction = jnp.clip(d * magnitude, -config.max_direction, config.max_direction)
         scale = jnp.maximum(rms[2], config.param_scale_floor)  # feature 2 is p: rms[2] = RMS(p)
-        return -jnp.exp(log_step) * (direction * scale + weight_decay * x.p)
+        return -jnp.exp(log_step) * (direction * scale + weight_decay * p)
 
     steps, start = [], 0
-    for idx, (_, x, _) in zip(groups, observed, strict=True):
+    for idx, m, (g, p) in zip(groups, moments, stacks, strict=True):
         take = functools.partial(
             jax.lax.slice_in_dim, start_index=start, limit_index=start + len(idx)
         )
-        group_steps = jax.vmap(step)(
-            jax.tree.map(take, weights), x, take(feature_rms), take(log_step)
-        )
+        inputs = (jax.tree.map(take, weights), m, g, p, take(feature_rms), take(log_step))
+        if len(idx) == 1:
+            group_steps = step(jax.tree.map(lambda a: a[0], inputs))[None]
+        else:
+            # A loop, not vmap: XLA would fuse a vmapped elementwise pass into every tensor's
+            # slice of the result, compiling it once per tensor instead of once per group.
+            group_steps = jax.lax.map(step, inputs)
         steps.append(group_steps.astype(params[idx[0]].dtype))
         start += len(idx)
-    moments = tuple(m for m, _, _ in observed)
-    return steps, LOptState(count, state.skipped, moments, loss_buffer, carry)
+    return steps, LOptState(count, state.skipped, tuple(moments), loss_buffer, carry)
 
 
 def _check_positive(name: str, value, minimum: float) -> None:
