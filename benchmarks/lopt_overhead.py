@@ -1,8 +1,9 @@
 """Learned-optimizer overhead vs optax.adam, measured side by side in one run.
 
 For a ~1M-parameter MLP and a ~10M-parameter transformer (both built here with flax linen):
-optimizer-update time, full train-step time (forward, backward, update) and optimizer-state
-bytes per parameter (all tensors, and weight matrices only). Run:
+compile time of the jitted train step, optimizer-update time, full train-step time (forward,
+backward, update) and optimizer-state bytes per parameter (all tensors, and weight matrices
+only). Run:
 
     .venv/bin/python benchmarks/lopt_overhead.py [--repeats 20] [--preset small]
 """
@@ -110,23 +111,30 @@ def measure(opt, params, loss_fn, repeats):
         updates, state = opt.update(grads, state, params, loss=loss)
         return state, optax.apply_updates(params, updates)
 
+    start = time.perf_counter()
+    step = step.lower(state, params).compile()
+    compile_time = time.perf_counter() - start
     update_time = time_call(update, (grads, state, params), repeats)
     step_time = time_call(step, (state, params), repeats)
-    return update_time, step_time, state_bytes(state, params)
+    return compile_time, update_time, step_time, state_bytes(state, params)
 
 
 def state_bytes(state, params):
     """(state bytes per parameter over all tensors, over weight matrices (rank >= 2) only).
 
-    A state leaf belongs to a matrix when it has the matrix's shape or is one of its Adafactor
-    row/column factors.
+    Adam's state leaves have their parameter's shape. The learned optimizer keeps one
+    `TensorMoments` per group of equal-shape tensors, with a leading group axis (and a decay
+    axis on most fields): the tensors' rank is the rank of the group's second moment minus one.
     """
     leaves = jax.tree.leaves(params)
-    matrices = {x.shape for x in leaves if x.ndim >= 2}
-    factors = {f for s in matrices for f in ((*s[:-1], 1), (*s[:-2], 1, s[-1]))}
     state_leaves = jax.tree.leaves(state)
     total = sum(x.nbytes for x in state_leaves)
-    on_matrices = sum(x.nbytes for x in state_leaves if x.shape in matrices | factors)
+    if isinstance(state, lopt.LOptState):
+        groups = [m for m in state.moments if m.second.ndim - 1 >= 2]
+        on_matrices = sum(x.nbytes for m in groups for x in jax.tree.leaves(m))
+    else:
+        matrices = {x.shape for x in leaves if x.ndim >= 2}
+        on_matrices = sum(x.nbytes for x in state_leaves if x.shape in matrices)
     n = sum(x.size for x in leaves)
     n_matrices = sum(x.size for x in leaves if x.ndim >= 2)
     return total / n, on_matrices / n_matrices
@@ -144,7 +152,8 @@ def main(argv=None):
         f"learned optimizer preset {args.preset!r}"
     )
     header = (
-        f"{'problem':<12} {'params':>9} {'optimizer':<9} {'update ms':>10} {'step ms':>9} "
+        f"{'problem':<12} {'params':>9} {'optimizer':<9} {'compile s':>9} {'update ms':>10} "
+        f"{'step ms':>9} "
         f"{'B/param':>8} {'B/param (matrices)':>19}"
     )
     print(header, flush=True)
@@ -158,15 +167,16 @@ def main(argv=None):
         }
         for opt_name, opt in opts.items():
             results[opt_name] = measure(opt, params, loss_fn, args.repeats)
-            u, s, (b_all, b_mat) = results[opt_name]
+            c, u, s, (b_all, b_mat) = results[opt_name]
             print(
-                f"{name:<12} {n:>9,} {opt_name:<9} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
+                f"{name:<12} {n:>9,} {opt_name:<9} {c:>9.1f} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
                 f"{b_all:>8.2f} {b_mat:>19.2f}",
                 flush=True,
             )
-        (ua, sa, (ba, ma)), (uv, sv, (bv, mv)) = results["adam"], results["velo"]
+        (ca, ua, sa, (ba, ma)), (cv, uv, sv, (bv, mv)) = results["adam"], results["velo"]
         print(
-            f"{name:<12} ratio velo/adam: update {uv / ua:.2f}x (target <= 3), step "
+            f"{name:<12} ratio velo/adam: compile {cv / ca:.1f}x, update {uv / ua:.2f}x "
+            f"(target <= 3), step "
             f"{sv / sa:.2f}x (target <= 1.5), state {bv / ba:.2f}x, matrices {mv / ma:.2f}x "
             "(target <= 3)",
             flush=True,

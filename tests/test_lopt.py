@@ -178,7 +178,10 @@ def test_sharded_params_match_unsharded(meta_params):
     assert len(updates["sharded"]["w"].sharding.device_set) == 8
     close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-8)
     jax.tree.map(close, updates["plain"], updates["sharded"])
-    jax.tree.map(close, states["plain"], states["sharded"])  # incl. the LSTM's per-tensor state
+    # Incl. the LSTM's per-tensor state, whose inputs are tensor-wide sums: partitioned over the
+    # devices they round differently, and the LSTM amplifies that slightly.
+    close = functools.partial(np.testing.assert_allclose, rtol=5e-5, atol=1e-8)
+    jax.tree.map(close, states["plain"], states["sharded"])
 
 
 @pytest.mark.parametrize("bad", ["grad_nan", "grad_inf", "loss_nan"])

@@ -4,12 +4,19 @@ One step, for a model with n float tensors:
 
 1. fold the gradient into each tensor's accumulators (`accumulators.py`) and the loss into the
    loss buffer (`loss_buffer.py`);
-2. one fused reduction per tensor gives its LSTM features and the RMS of its 30 MLP features
+2. one fused reduction per tensor gives its summary statistics, from which one batched
+   computation over all tensors makes the LSTM features and the RMS of the 30 MLP features
    (`features.py`);
 3. the LSTM hypernetwork, batched over the n tensors, emits per-tensor MLP weights (a softmax
    mix over the bank) and a log step multiplier (`hypernet.py`, `param_mlp.py`);
 4. one fused elementwise pass per tensor runs the MLP and forms
    ``-step * clip(d * exp(mag_mult * m)) * max(RMS(p), floor)``.
+
+Compile time, not run time, is what a learned optimizer costs most on small models, and XLA's
+grows with the size of the program: tensors of equal shape and dtype are therefore stacked and
+processed as one group (steps 1-2 under `jax.vmap`, step 4 in a `lax.map` loop), so the
+per-tensor program is compiled once per distinct shape, and the decays of each accumulator
+kind are stacked so that one array op updates all three.
 
 Meta-parameters and ``num_steps`` may be JAX tracers: nothing here branches on their values.
 """
