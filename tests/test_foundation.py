@@ -69,7 +69,7 @@ def test_train_is_deterministic_and_chunk_independent():
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     base = {"--task": "digits_mlp", "--optimizer": "adam", "--steps": "5", "--out": str(tmp_path)}
-    base.update(dict(zip(argv[::2], argv[1::2])))
+    base.update(dict(zip(argv[::2], argv[1::2], strict=True)))
     args = ["train", *[x for kv in base.items() for x in kv]]
     try:
         code = cli.main(args)

@@ -79,7 +79,9 @@ def train_step(
         return task.loss(p, batch, loss_key)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = opt.update(grads, state.opt_state, state.params, loss=loss, loss_fn=loss_fn)
+    updates, opt_state = opt.update(
+        grads, state.opt_state, state.params, loss=loss, loss_fn=loss_fn
+    )
     params = optax.apply_updates(state.params, updates)
     return TrainState(params, opt_state, state.step + 1), loss
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from velo import baselines, optimizers
+from velo import optimizers
 from velo.evaluation import aggregate, plots, report, store, sweep
 from velo.evaluation import protocol as protocol_lib
 from velo.evaluation.metrics import TaskMetrics, choose, task_metrics
@@ -102,7 +102,7 @@ def _run_task(task, protocol: Protocol, progress: bool) -> dict:
                 task, name, protocol_lib.learning_rates(name, protocol), protocol.seeds, budget,
                 horizons[name],
                 checkpoint=protocol.checkpoint if name == optimizers.LEARNED else None,
-                eval_params=None if name == optimizers.LEARNED else baselines.eval_params_fn(name),
+                eval_params=optimizers.eval_params_fn(name),
                 on_chunk=bar.update,
             )
             sweeps[name] = store.sweep_to_json(result)
