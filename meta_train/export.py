@@ -10,6 +10,7 @@ import jax
 from meta_train import checkpoint
 from meta_train.config import Config
 from meta_train.learner import lopt_learner
+from velo import overrides
 
 
 def export(run_dir: str, path: str, step: str | int = "latest") -> str:
@@ -57,7 +58,7 @@ def load_config(run_dir: str) -> Config:
     if unknown:
         raise ValueError(f"{run_dir} was written by another velo version (unknown config keys "
                          f"{', '.join(unknown)})")
-    return Config(**saved)
+    return overrides.apply(Config(), saved)
 
 
 def _resolve_step(manager, step, run_dir: str) -> int:
@@ -72,7 +73,12 @@ def _resolve_step(manager, step, run_dir: str) -> int:
                 f"no checkpoint in {run_dir} has a validation score; use --step latest"
             )
         return min(scored)[1]
-    step = int(step)
+    try:
+        step = int(step)
+    except ValueError:
+        raise ValueError(
+            f"--step must be latest, best or a generation number, got {step!r}"
+        ) from None
     if step not in steps:
         raise ValueError(f"no checkpoint {step} in {run_dir}; kept: {', '.join(map(str, steps))}")
     return step

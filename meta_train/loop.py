@@ -240,7 +240,10 @@ def _trajectory(run: _Run, start: int) -> Trajectory:
 
 def _truncated_generation(run: _Run, es_state, trajectory: Trajectory | None, generation: int):
     config = run.config
-    k_ask, k_tell = jax.random.split(jax.random.fold_in(run.run_key, generation))
+    # Tag 0 here, tag 1 in `_trajectory`: the two never share a key.
+    k_ask, k_tell = jax.random.split(
+        jax.random.fold_in(jax.random.fold_in(run.run_key, generation), 0)
+    )
     if trajectory is None:
         trajectory = _trajectory(run, generation)
     params = run.es_params.replace(T=jnp.asarray(trajectory.horizon))

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -24,7 +25,7 @@ from meta_train.compiled import CompileCache
 from meta_train.devices import AXIS, replicate, sharded
 from meta_train.learner import Learner
 from tasks import Task
-from velo.train import TrainState, as_extra_args, init_state, run_steps
+from velo.train import TrainState, init_state, run_steps
 
 
 def init_members(task: Task, learner: Learner, mesh: Mesh) -> Callable:
@@ -34,7 +35,7 @@ def init_members(task: Task, learner: Learner, mesh: Mesh) -> Callable:
     """
 
     def member(meta_params, horizon, init_key):
-        return init_state(task, as_extra_args(learner.optimizer(meta_params, horizon)), init_key)
+        return init_state(task, learner.optimizer(meta_params, horizon), init_key)
 
     return _sharded(jax.vmap(member, in_axes=(0, None, 0)), mesh, (P(AXIS), P(), P(AXIS)),
                     P(AXIS))
@@ -48,7 +49,7 @@ def unroll_chunk(task: Task, learner: Learner, length: int, mesh: Mesh) -> Calla
     """
 
     def member(meta_params, state: TrainState, data_key, horizon, tail_start):
-        opt = as_extra_args(learner.optimizer(meta_params, horizon))
+        opt = optax.with_extra_args_support(learner.optimizer(meta_params, horizon))
         steps = state.step + jnp.arange(length)
         state, losses = run_steps(task, opt, data_key, state, length)
         return state, jnp.sum(jnp.where(steps >= tail_start, losses, 0.0)) / task.normalizer

@@ -30,7 +30,8 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
         jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), meta_params),
         sharded(runner.mesh),
     )
-    seeds = jax.random.split(jax.random.key(VALIDATION_SEED), (n, 2))
+    # Tag 1: the untagged key draws the validation tasks (`sampler.validation_tasks`).
+    seeds = jax.random.split(jax.random.fold_in(jax.random.key(VALIDATION_SEED), 1), (n, 2))
     init_keys, data_keys = (jax.device_put(k, sharded(runner.mesh)) for k in seeds.T)
     result = {}
     for task in task_list:

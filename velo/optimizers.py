@@ -39,6 +39,13 @@ def make(
             raise ValueError("the learned optimizer takes no learning rate; drop --lr")
         from velo import lopt
 
+        unknown = sorted(set(hparams) - {"weight_decay"})
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for the learned "
+                             f"optimizer; valid: weight_decay")
+        wd = hparams.get("weight_decay", 0.0)
+        if not isinstance(wd, (int, float)) or isinstance(wd, bool):
+            raise ValueError(f"weight_decay must be a number, got {wd!r}")
         return lopt.optax_lopt(num_steps, checkpoint=checkpoint, **hparams)
     if name not in baselines.names():
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(names())}")

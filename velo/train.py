@@ -50,11 +50,6 @@ class TrainResult(NamedTuple):
     test: dict[str, float]
 
 
-def as_extra_args(opt: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-    """``opt`` accepting (and, if it does not use them, ignoring) ``loss=`` and ``loss_fn=``."""
-    return optax.with_extra_args_support(opt)
-
-
 def init_state(task: Task, opt: optax.GradientTransformation, key: jax.Array) -> TrainState:
     """Fresh parameters from ``key`` and the optimizer state for them."""
     params = task.init(key)
@@ -120,26 +115,27 @@ def train(
         schedule-free whose iterate is not the point to test; identity by default.
       progress: show a tqdm progress bar.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    opt = as_extra_args(opt)
+    if num_steps < 1 or chunk < 1:
+        raise ValueError(f"num_steps and chunk must be >= 1, got {num_steps} and {chunk}")
+    opt = optax.with_extra_args_support(opt)
     init_key, data_key = jax.random.split(jax.random.key(seed))
     state = init_state(task, opt, init_key)
     run = jax.jit(functools.partial(run_steps, task, opt), static_argnums=2)
     losses = []
     bar = _progress_bar(num_steps, task.name, progress)
-    while int(state.step) < num_steps:
-        n = min(chunk, num_steps - int(state.step))
+    for start in range(0, num_steps, chunk):
+        n = min(chunk, num_steps - start)
         state, chunk_losses = run(data_key, state, n)
-        losses.append(np.asarray(chunk_losses))
-        bar.update(n)
-        bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}")
+        losses.append(chunk_losses)
+        if progress:
+            bar.update(n)
+            bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4f}")
     bar.close()
     test = {}
     if task.test_metrics is not None:
         at = state.params if eval_params is None else eval_params(state.opt_state, state.params)
         test = {k: float(v) for k, v in jax.jit(task.test_metrics)(at).items()}
-    return TrainResult(state, np.concatenate(losses), test)
+    return TrainResult(state, np.concatenate([np.asarray(x) for x in losses]), test)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):

@@ -53,8 +53,8 @@ def catapult_learning_rate(
 
         def step(carry, _):
             p, state = carry
-            updates, state = opt.update(value_and_grad(p)[1], state, p, loss=loss_fn(p),
-                                        loss_fn=loss_fn)
+            loss, grads = value_and_grad(p)
+            updates, state = opt.update(grads, state, p, loss=loss, loss_fn=loss_fn)
             p = optax.apply_updates(p, updates)
             return (p, state), loss_fn(p)
 

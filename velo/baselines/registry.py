@@ -31,8 +31,7 @@ from velo.baselines.lookahead import ranger, slow_params
 from velo.baselines.mechanic import mechanic
 from velo.baselines.radam import radam
 from velo.baselines.salsa import salsa, salsa_paper
-
-EvalParamsFn = Callable[[Any, Any], Any]
+from velo.train import EvalParamsFn
 
 
 class _Entry(NamedTuple):
@@ -120,5 +119,11 @@ def make(name: str, **hparams) -> optax.GradientTransformationExtraArgs:
     lr = hparams.get("learning_rate")
     if isinstance(lr, numbers.Real) and not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"learning_rate must be > 0 and finite, got {lr} (optimizer {name!r})")
+    for key, value in hparams.items():
+        if isinstance(value, str) and not isinstance(accepted[key], str):
+            raise ValueError(
+                f"bad value for {key!r} of optimizer {name!r}: {value!r} is text, expected a "
+                f"{type(accepted[key]).__name__} like {accepted[key]!r}"
+            )
     settings = {**_entry(name).defaults, **hparams}
     return guard.skip_nonfinite(_entry(name).build(**settings))

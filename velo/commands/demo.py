@@ -1,4 +1,4 @@
-"""``velo demo``: what ``make demo`` runs. The quick suite, offline: the shipped learned optimizer
+"""``velo demo``: what ``make demo`` runs. The quick suite, offline: the default learned optimizer
 against tuned Adam, RAdam and Lion and the line search SaLSA, in a few minutes on 2 CPU cores."""
 
 from __future__ import annotations

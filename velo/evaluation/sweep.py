@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +19,7 @@ import optax
 
 import tasks
 from velo import optimizers
-from velo.train import TrainState, run_steps
-
-EvalParamsFn = Callable[[Any, Any], Any]
+from velo.train import EvalParamsFn, TrainState, run_steps
 
 # Name of the optimizer-state field in which line searches count their trial forward passes.
 FORWARD_PASSES = "trials"
