@@ -66,6 +66,8 @@ def test_train_is_deterministic_and_chunk_independent():
     (["--steps", "0"], "must be >= 1"),
     (["--lr", "-1"], "must be > 0"),
     (["--out", "/proc/velo-cannot-write"], "cannot write to --out"),
+    (["--optimizer", "velo", "--set", "foo=1"], "unknown hyperparameter(s) foo"),
+    (["--optimizer", "radam", "--set", "b1=abc"], "bad value for 'b1'"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     base = {"--task": "digits_mlp", "--optimizer": "adam", "--steps": "5", "--out": str(tmp_path)}

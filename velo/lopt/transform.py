@@ -14,9 +14,9 @@ One step, for a model with n float tensors:
 
 Compile time, not run time, is what a learned optimizer costs most on small models, and XLA's
 grows with the size of the program: tensors of equal shape and dtype are therefore stacked and
-processed as one group (steps 1-2 under `jax.vmap`, step 4 in a `lax.map` loop), so the
-per-tensor program is compiled once per distinct shape, and the decays of each accumulator
-kind are stacked so that one array op updates all three.
+processed as one group under `jax.vmap`, so the per-tensor statistics are compiled once per
+distinct shape (the elementwise pass is still fused per tensor, for speed), and the decays
+of each accumulator kind are stacked so that one array op updates all three.
 
 Meta-parameters and ``num_steps`` may be JAX tracers: nothing here branches on their values.
 """
@@ -255,12 +255,10 @@ def _step(
             jax.lax.slice_in_dim, start_index=start, limit_index=start + len(idx)
         )
         inputs = (jax.tree.map(take, weights), m, g, p, take(feature_rms), take(log_step))
-        if len(idx) == 1:
-            group_steps = step(jax.tree.map(lambda a: a[0], inputs))[None]
-        else:
-            # A loop, not vmap: XLA would fuse a vmapped elementwise pass into every tensor's
-            # slice of the result, compiling it once per tensor instead of once per group.
-            group_steps = jax.lax.map(step, inputs)
+        # vmap, not a `lax.map` loop: XLA then fuses the pass into each tensor's slice of the
+        # group, which compiles it once per tensor but keeps the full step fast (a loop made the
+        # 10M-parameter transformer's step 1.8x slower).
+        group_steps = jax.vmap(step)(inputs)
         steps.append(group_steps.astype(params[idx[0]].dtype))
         start += len(idx)
     return steps, LOptState(count, state.skipped, tuple(moments), loss_buffer, carry)
