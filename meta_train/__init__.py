@@ -8,7 +8,7 @@ Public API: `meta_train`, `Config`, `preset`, `PRESETS`, `export`, `plot`.
 
 from meta_train.config import PRESETS, Config, preset
 from meta_train.export import export
-from meta_train.log import plot
 from meta_train.loop import RunResult, meta_train
+from meta_train.plot import plot
 
 __all__ = ["PRESETS", "Config", "RunResult", "export", "meta_train", "plot", "preset"]

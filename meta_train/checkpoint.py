@@ -64,7 +64,8 @@ class RunStore:
         """Checkpoint ``state`` (ES and inner states), ``mean`` (the mean meta-parameters, apart
         so export reads only them) and ``meta`` (JSON) as ``generation``.
 
-        ``validation`` (lower is better) ranks the checkpoint for keeping the best one.
+        ``validation`` (lower is better) ranks the checkpoint for keeping the best one; None
+        (not validated, or a validation task diverged) never ranks as best.
         """
         if not self._config_saved:  # written with the first checkpoint: a run exists from then
             _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())

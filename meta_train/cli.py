@@ -10,6 +10,12 @@ from __future__ import annotations
 import argparse
 
 ACTIONS = ("plot", "export")
+# Flags that only one action reads (None: meta-training); given with another action they would be
+# silently ignored, so they are rejected instead. --out serves every action.
+_FLAG_ACTION = {
+    "--preset": None, "--resume": None, "--set": None, "--devices": None, "--distributed": None,
+    "--compilation-cache": None, "--step": "export",
+}
 
 
 def add_parser(sub) -> None:
@@ -27,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="run directory (meta-training), PNG (plot) or new checkpoint "
                    "directory (export)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. --set population=64 generations=2000")
     p.add_argument("--devices", type=int, default=None,
                    help="shard the population over this many devices (default: all)")
@@ -36,16 +42,31 @@ def add_parser(sub) -> None:
                    "VELO_DISTRIBUTED=1)")
     p.add_argument("--compilation-cache", default=None, metavar="DIR",
                    help="JAX persistent compilation cache (default: OUT/xla_cache; '' disables)")
-    p.add_argument("--step", default="latest", help="export: latest, best or a generation")
+    p.add_argument("--step", help="export: latest (default), best or a generation")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_flags(args)
     if args.action == "plot":
         return _plot(args)
     if args.action == "export":
         return _export(args)
     return _meta_train(args)
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Reject a flag given with an action that does not read it."""
+    for flag, action in _FLAG_ACTION.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if action != args.action and value is not None and value is not False:
+            raise ValueError(f"{flag} belongs to {_action_name(action)}, not to "
+                             f"{_action_name(args.action)}; drop it")
+
+
+def _action_name(action: str | None) -> str:
+    return "meta-training (`velo meta-train --preset P --out DIR`)" if action is None \
+        else f"`velo meta-train {action}`"
 
 
 def _meta_train(args) -> int:
@@ -65,7 +86,7 @@ def _meta_train(args) -> int:
     from meta_train.loop import meta_train
     from velo import overrides
 
-    config = overrides.apply(config_lib.preset(args.preset), overrides.parse(args.set))
+    config = overrides.apply(config_lib.preset(args.preset), overrides.parse(args.set or []))
     cache_dir = os.path.join(args.out, "xla_cache") if args.compilation_cache is None \
         else args.compilation_cache
     if cache_dir:
@@ -96,13 +117,20 @@ def _summary(result) -> None:
               f"of {k} generations) {first:.4f} -> {last:.4f}; {total_s:.0f} s "
               f"({compile_s:.0f} s compiling)")
     if val:
-        print(f"validation meta-loss: {val[0]['validation']['mean']:.4f} (generation "
-              f"{val[0]['generation']}) -> {val[-1]['validation']['mean']:.4f} (generation "
-              f"{val[-1]['generation']})")
+        first, last = (_validation_text(r) for r in (val[0], val[-1]))
+        print(f"validation meta-loss: {first} (generation {val[0]['generation']}) -> {last} "
+              f"(generation {val[-1]['generation']})")
+
+
+def _validation_text(record: dict) -> str:
+    v = record["validation"]
+    if v["mean"] is None:
+        return f"diverged on {', '.join(v['diverged'])}"
+    return f"{v['mean']:.4f}"
 
 
 def _plot(args) -> int:
-    from meta_train.log import plot
+    from meta_train.plot import plot
 
     if args.run_dir is None:
         raise ValueError("usage: velo meta-train plot RUN_DIR [--out PNG]")
@@ -116,7 +144,7 @@ def _export(args) -> int:
     if args.run_dir is None or args.out is None:
         raise ValueError("usage: velo meta-train export RUN_DIR --out NEW_CHECKPOINT_DIR "
                          "[--step latest|best|N]")
-    path = export(args.run_dir, args.out, args.step)
+    path = export(args.run_dir, args.out, args.step or "latest")
     print(f"wrote learned-optimizer checkpoint {path}; use it with "
           f"`velo train --optimizer velo --checkpoint {path}` or "
           f"velo.optax_lopt(num_steps, checkpoint={path!r})")

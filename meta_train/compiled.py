@@ -12,7 +12,8 @@ import jax
 class CompileCache:
     """Compiles ``jax.jit(fn)`` once per key and input shapes; remembers seconds spent compiling.
 
-    Keys name the program (e.g. the task and horizon); shapes and shardings of the arguments are
+    Keys name the program (e.g. the task, learner and mesh); values passed as arguments, such as
+    the horizon, are traced and so share one program. Shapes and shardings of the arguments are
     part of the key too, so a population of another size compiles afresh instead of failing.
     """
 

@@ -163,8 +163,9 @@ def meta_train(
         while generation < config.generations:
             es_state, trajectory, record = _generation(run, es_state, trajectory, generation)
             generation += 1
-            val_loss = None
-            if validation and generation % config.validate_every == 0:
+            val_loss = None  # stays None when not validated or when validation diverged
+            validated = bool(validation) and generation % config.validate_every == 0
+            if validated:
                 start = time.perf_counter()
                 record["validation"] = validate(
                     run.es.get_mean(es_state), validation, config, run.runner)
@@ -172,7 +173,7 @@ def meta_train(
                 val_loss = record["validation"]["mean"]
             records.append(record)
             log.write(record)
-            if (generation % config.checkpoint_every == 0 or val_loss is not None
+            if (generation % config.checkpoint_every == 0 or validated
                     or generation == config.generations):
                 _save(run, store, generation, es_state, trajectory, record, val_loss)
             bar.update(1)

@@ -21,7 +21,9 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     steps; the loss is the fitness of those runs.
 
     Returns:
-      ``{task.name: loss, ..., "mean": mean over tasks}``; a task with a diverged run is ``inf``.
+      ``{task.name: loss, ..., "mean": mean over tasks, "diverged": [task names]}``. A task with
+      a diverged (non-finite) run has loss None, and then the mean is None too, so a diverged
+      validation never ranks as best and the log stays standard JSON (no ``Infinity``).
     """
     steps = config.round_to_chunk(config.validation_steps)
     tail = tail_steps(config, steps)
@@ -36,8 +38,10 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     result = {}
     for task in task_list:
         losses = to_host(runner.fitness(task, pop, init_keys, data_keys, steps, tail))
-        result[task.name] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else np.inf
-    result["mean"] = float(np.mean([result[t.name] for t in task_list]))
+        result[task.name] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else None
+    result["diverged"] = [t.name for t in task_list if result[t.name] is None]
+    result["mean"] = None if result["diverged"] else float(
+        np.mean([result[t.name] for t in task_list]))
     return result
 
 

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+MAX_TEST_WINDOWS = 128  # bounds the cost of a language model's test metrics
+
 
 def indexed(
     x: jax.Array, y: jax.Array, batch_size: int, label_noise: float = 0.0, num_classes: int = 0
@@ -44,10 +46,10 @@ def windows(tokens: jax.Array, batch_size: int, seq: int) -> Callable[[jax.Array
     return sample
 
 
-def fixed_windows(tokens: jax.Array, seq: int, max_windows: int = 128) -> tuple:
+def fixed_windows(tokens: jax.Array, seq: int) -> tuple:
     """Consecutive non-overlapping ``(inputs, targets)`` windows from the start of ``tokens``,
-    at most ``max_windows``: a fixed test set for language models."""
-    count = min(max_windows, (tokens.shape[0] - 1) // (seq + 1))
+    at most `MAX_TEST_WINDOWS`: a fixed test set for language models."""
+    count = min(MAX_TEST_WINDOWS, (tokens.shape[0] - 1) // (seq + 1))
     if count < 1:
         raise ValueError(f"the test text ({tokens.shape[0]} tokens) is shorter than one "
                          f"sequence of {seq + 1}; use a shorter seq")

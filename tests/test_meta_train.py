@@ -96,14 +96,15 @@ def test_one_and_eight_devices_agree(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
-def _exploding_task() -> Task:
-    """``sum(cosh(w))`` from ``w = 1``: an Adam step of more than ~90 overflows it to inf."""
+def _exploding_task(name: str = "exploding", start: float = 1.0) -> Task:
+    """``sum(cosh(w))`` from ``w = start``: once ``|w|`` passes ~90 it overflows to inf (from 1,
+    an Adam step of more than ~90 does it)."""
 
     def loss(params, batch, key):
         del batch, key
         return jnp.sum(jnp.cosh(params["w"]))
 
-    return Task("exploding", {"family": "exploding"}, lambda key: {"w": jnp.ones(4)}, loss,
+    return Task(name, {"family": "exploding"}, lambda key: {"w": jnp.full(4, start)}, loss,
                 lambda key: None, normalizer=float(4 * np.cosh(1.0)))
 
 
@@ -111,13 +112,28 @@ def test_diverging_task_does_not_poison_update(tmp_path, monkeypatch):
     task = _exploding_task()
     monkeypatch.setattr(tasks, "build", lambda spec: task)
     monkeypatch.setattr(tasks, "sample", lambda key, distribution: {"family": "exploding"})
-    config = dataclasses.replace(SMALL, generations=3, validate_every=0, sigma=1.0,
+    config = dataclasses.replace(SMALL, generations=3, validate_every=3, sigma=1.0,
                                  learning_rate=0.3, population=16, families=())
-    result = meta_train(config, str(tmp_path / "div"), learner=adam_learner(60.0))
-    fractions = [r["nonfinite_fraction"] for r in result.records]
+    out = str(tmp_path / "div")
+    result = meta_train(config, out, learner=adam_learner(60.0),
+                        validation=[task, _exploding_task("overflowing", start=100.0)])
+    fractions = [r["nonfinite_fraction"] for r in result.records if "meta_loss" in r]
     assert fractions[0] > 0  # some members diverged...
     assert np.isfinite(result.meta_params["log_lr"])  # ...and the mean stays finite,
     assert result.meta_params["log_lr"] < np.log(60.0)  # moving away from them
+    # A diverged validation task is logged as null, and so is the mean: never the best.
+    for record in (result.records[0], result.records[-1]):
+        validation = record["validation"]
+        assert validation["overflowing"] is None and validation["diverged"] == ["overflowing"]
+        assert np.isfinite(validation["exploding"]) and validation["mean"] is None
+
+    def reject(token):
+        raise AssertionError(f"non-standard JSON {token} in log.jsonl")
+
+    for line in open(os.path.join(out, "log.jsonl")):
+        json.loads(line, parse_constant=reject)
+    with pytest.raises(ValueError, match="no checkpoint .* has a validation score"):
+        export(out, str(tmp_path / "exported"), "best")
 
 
 def test_shape_fitness_ranks_nonfinite_worst():
@@ -167,6 +183,21 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert cli.main(["meta-train", "--preset", "tiny", "--out", out, "--set", "nope=1"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["meta-train", "--preset", "huge", "--out", out])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plot", "RUN", "--preset", "tiny"], "--preset belongs to meta-training"),
+    (["export", "RUN", "--out", "x", "--resume"], "--resume belongs to meta-training"),
+    (["plot", "RUN", "--set", "sigma=1"], "--set belongs to meta-training"),
+    (["export", "RUN", "--out", "x", "--devices", "2"], "--devices belongs to meta-training"),
+    (["--preset", "tiny", "--out", "RUN", "--step", "best"],
+     "--step belongs to `velo meta-train export`, not to meta-training"),
+    (["plot", "RUN", "--step", "best"], "--step belongs to `velo meta-train export`, not to "
+     "`velo meta-train plot`"),
+])
+def test_cli_rejects_flags_of_another_action(argv, message, capsys):
+    assert cli.main(["meta-train", *argv]) == 2  # before reading RUN or compiling anything
+    assert message in capsys.readouterr().err
 
 
 def _snapshot(directory):

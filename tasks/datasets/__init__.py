@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import functools
 
+from tasks.datasets import mnist1d, synthetic
 from tasks.datasets.base import Dataset, DatasetInfo
 from tasks.datasets.external import EXTERNAL, NPZ_PREFIX, load_external, load_npz
 
 _BUILTIN: dict[str, DatasetInfo] = {
     "digits8": DatasetInfo("image", (8, 8, 1), 10),
     "digits4": DatasetInfo("image", (4, 4, 1), 10),
-    "mnist1d": DatasetInfo("signal", (40, 1), 10),
+    "mnist1d": mnist1d.INFO,
     "english": DatasetInfo("text", (), 96, target="tokens"),
-    "teacher": DatasetInfo("vector", (16,), 4, target="values"),
-    "logistic": DatasetInfo("vector", (32,), 4),
+    "teacher": synthetic.TEACHER,
+    "logistic": synthetic.LOGISTIC,
     "quadratic": DatasetInfo("quadratic", (), 0, target="none"),
 }
 
@@ -73,16 +74,12 @@ def _load(name: str, seed: int) -> Dataset:
 
         return load_digits(seed, size=int(name[-1]))
     if name == "mnist1d":
-        from tasks.datasets.mnist1d import load_mnist1d
-
-        return load_mnist1d(seed)
+        return mnist1d.load_mnist1d(seed)
     if name == "english":
         from tasks.datasets.text import load_english
 
         return load_english()
     if name in ("teacher", "logistic"):
-        from tasks.datasets import synthetic
-
         return getattr(synthetic, f"load_{name}")(seed)
     if name == "quadratic":
         raise ValueError("dataset 'quadratic' has no arrays: the quadratic family builds it")

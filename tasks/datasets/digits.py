@@ -7,11 +7,13 @@ import numpy as np
 from tasks.datasets.base import Dataset, DatasetInfo
 from tasks.datasets.split import split_arrays
 
+TEST_FRACTION = 0.2
 
-def load_digits(seed: int = 0, size: int = 8, test_fraction: float = 0.2) -> Dataset:
+
+def load_digits(seed: int = 0, size: int = 8) -> Dataset:
     """Digits as ``[n, size, size, 1]`` float32 in [0, 1]; ``size`` 4 averages 2x2 blocks.
 
-    The train/test split is a permutation drawn from ``seed``.
+    The train/test split (`TEST_FRACTION` held out) is a permutation drawn from ``seed``.
     """
     from sklearn.datasets import load_digits as sk_load_digits
 
@@ -22,4 +24,4 @@ def load_digits(seed: int = 0, size: int = 8, test_fraction: float = 0.2) -> Dat
     elif size != 8:
         raise ValueError(f"digits come at size 8 or 4, got {size}")
     info = DatasetInfo("image", (size, size, 1), 10)
-    return split_arrays(info, x[..., None], bunch.target.astype(np.int32), seed, test_fraction)
+    return split_arrays(info, x[..., None], bunch.target.astype(np.int32), seed, TEST_FRACTION)
