@@ -50,10 +50,14 @@ class TrainResult(NamedTuple):
     test: dict[str, float]
 
 
+def start_state(opt: optax.GradientTransformation, params) -> TrainState:
+    """Step 0 of a run from already-initialised ``params``."""
+    return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+
+
 def init_state(task: Task, opt: optax.GradientTransformation, key: jax.Array) -> TrainState:
     """Fresh parameters from ``key`` and the optimizer state for them."""
-    params = task.init(key)
-    return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+    return start_state(opt, task.init(key))
 
 
 def train_step(

@@ -19,7 +19,7 @@ import optax
 
 import tasks
 from velo import optimizers
-from velo.train import EvalParamsFn, TrainState, run_steps
+from velo.train import EvalParamsFn, run_steps, start_state
 
 # Name of the optimizer-state field in which line searches count their trial forward passes.
 FORWARD_PASSES = "trials"
@@ -80,7 +80,7 @@ def run(
     params, data_keys = _initial_params(task, seeds)
 
     start = time.perf_counter()
-    state = jax.jit(_over_grid(lambda lr, p: _fresh_state(build(lr), p), (False,)))(rates, params)
+    state = jax.jit(_over_grid(lambda lr, p: start_state(build(lr), p), (False,)))(rates, params)
     chunk = _chunk_length(budget)
     advance = jax.jit(
         _over_grid(lambda lr, k, s: run_steps(task, build(lr), k, s, chunk), (False, True)),
@@ -111,11 +111,6 @@ def _initial_params(task: tasks.Task, seeds: int):
     ``task.init`` costs seconds, running it eagerly a few milliseconds once the data is loaded."""
     keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.arange(seeds))
     return jax.vmap(task.init)(keys[:, 0]), keys[:, 1]
-
-
-def _fresh_state(opt: optax.GradientTransformation, params) -> TrainState:
-    """`velo.train.init_state` for parameters already initialised."""
-    return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
 
 
 def _builder(name: str, budget: int, checkpoint: str | None, tuned: bool):
