@@ -40,7 +40,7 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
     finally:
         manager.close()
     metadata = {
-        "source": "velo meta-train", "run_dir": os.path.abspath(run_dir), "generation": step,
+        "source": "velo meta-train", "run_dir": os.path.normpath(run_dir), "generation": step,
         "meta_train_config": config.to_dict(), "validation": meta.get("validation"),
         "metrics": meta.get("metrics"),
     }

@@ -64,11 +64,13 @@ def validation_tasks(config: Config) -> list[Task]:
 
 
 def _draw(key: jax.Array, config: Config) -> Task:
-    """A task of ``config.distribution``, redrawn until it passes ``families`` and
-    ``max_task_flops``."""
+    """A task of ``config.distribution``, redrawn until it passes ``families``,
+    ``max_reparam_exponent`` and ``max_task_flops``."""
     for attempt in range(MAX_REDRAWS):
         spec = tasks.sample(jax.random.fold_in(key, attempt), config.distribution)
         if config.families and spec["family"] not in config.families:
+            continue
+        if abs(spec["reparam_exponent"]) > config.max_reparam_exponent:
             continue
         # One cached object per spec: repeated draws share compiled programs.
         task = tasks.build(spec)

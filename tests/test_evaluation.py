@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 
 import jax
 import numpy as np
@@ -99,9 +100,48 @@ def test_learning_rate_grid_is_log_spaced_around_default():
 def test_iqm_and_ranks():
     assert iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
     assert iqm([2.0, 4.0]) == 3.0
-    m = {n: metrics.TaskMetrics(None, False, loss, {}, 1.0, False, None, div, 1.0, None)
+    m = {n: metrics.TaskMetrics(None, False, loss, {}, 1.0, False, None, False, div, 1.0, None)
          for n, loss, div in [("a", 0.1, False), ("b", 0.1, False), ("c", 0.05, True)]}
     assert aggregate.ranks(m) == {"a": 1.5, "b": 1.5, "c": 3.0}
+
+
+def _sweep(rates, *curves):
+    """A one-seed `Sweep` from one loss curve per learning rate."""
+    return Sweep(rates, np.array(curves, np.float32)[:, None, :], {}, None, 1e-6, 0.0)
+
+
+def test_quality_targets_against_default_and_tuned_adam():
+    budget, t = 100, np.arange(100)
+    flat = lambda *values: [np.full(100, v) for v in values]  # noqa: E731
+    # The default 1e-3 is not the middle of this grid; after the budget its run drops to 0.1,
+    # which must not count (Adam runs 2x the budget).
+    grid = [3e-4, 1e-3, 3e-3, 1e-2]
+    late_drop = np.full(200, 0.1)
+    step_down = np.where(t < 50, 1.0, 0.2)  # smoothed: ~0.26 at the budget, 0.3 at step ~91
+    spiked = np.where(t == 2, 50.0, 0.2)  # explodes at step 3, back to ~0.22 at the budget
+
+    def adam(*finals):
+        return _sweep(grid, *[np.concatenate([np.full(100, v), late_drop[100:]]) for v in finals])
+
+    tasks_ = {  # tuned Adam ends at 0.3 (3e-3) on t1, at its default 0.2 on t2
+        "t1": {"adam": adam(0.8, 0.5, 0.3, 0.9), "x": _sweep(None, *flat(0.45)),
+               "y": _sweep(None, step_down), "z": _sweep(None, spiked)},
+        "t2": {"adam": adam(0.8, 0.2, 0.3, 0.9), "x": _sweep(None, *flat(0.15)),
+               "y": _sweep(None, step_down), "z": _sweep(None, spiked)},
+    }
+    m = {task: metrics.task_metrics(s, budget, 0.95) for task, s in tasks_.items()}
+    beats = {task: {n: r.beats_default_adam for n, r in ms.items()} for task, ms in m.items()}
+    assert beats == {"t1": {"adam": True, "x": True, "y": True, "z": False},
+                     "t2": {"adam": False, "x": True, "y": False, "z": False}}
+    assert m["t1"]["z"].final_loss < 0.5 and m["t1"]["z"].diverged  # lower, but diverged
+    assert 85 < m["t1"]["y"].steps_to_adam < 95 and metrics.reaches_adam(m["t1"]["y"])
+    assert m["t1"]["z"].steps_to_adam == 1.0 and not metrics.reaches_adam(m["t1"]["z"])
+    assert m["t1"]["x"].steps_to_adam is None and m["t2"]["y"].steps_to_adam is None
+    summary = aggregate.summarize(m)
+    rates = {n: (s.beats_default_adam_rate, s.reaches_adam_rate) for n, s in summary.items()}
+    assert rates == {"adam": (0.5, None), "x": (1.0, 0.5), "y": (0.5, 0.5), "z": (0.0, 0.0)}
+    with pytest.raises(ValueError, match="lacks its default 0.001"):
+        metrics.task_metrics({"adam": _sweep([3e-4, 3e-3], *flat(0.5, 0.3))}, budget, 0.95)
 
 
 def test_sweep_runs_match_single_training_runs():
@@ -133,21 +173,30 @@ def evaluated(protocol, tmp_path_factory):
     return evaluate(protocol, str(out)), out
 
 
-def test_evaluate_writes_every_output(evaluated):
+def test_evaluate_writes_every_output(evaluated, protocol):
     result, out = evaluated
     record = json.loads((out / "results.json").read_text())
-    assert record["config"]["optimizers"] == ["adam", "salsa", "velo"]
-    assert record["config"]["learned_optimizer"].startswith(record["config"]["checkpoint"])
-    adam = record["tasks"][TASK]["sweeps"]["adam"]
-    assert np.array(adam["losses"]).shape == (7, 2, 200)  # reference horizon: 2x the budget
-    assert np.array(record["tasks"][TASK]["sweeps"]["salsa"]["losses"]).shape == (1, 2, 100)
+    assert record["config"] == {"steps": 100, "seeds": 2, "grid_size": 7,
+                                "grid_ratio": math.sqrt(10.0), "ema_decay": 0.95,
+                                "reference_factor": 2}
+    assert record["protocol"]["optimizers"] == ["adam", "salsa", "velo"]
+    sweeps = record["tasks"][TASK]["sweeps"]
+    learned = sweeps["velo"]["identity"]
+    assert learned.startswith(record["protocol"]["checkpoint"]) and "sha256" in learned
+    assert sweeps["salsa"]["identity"] == "salsa untuned"
+    grid = learning_rates("adam", protocol)
+    assert sweeps["adam"]["identity"] == f"adam at learning rates {grid}" and 1e-3 in grid
+    assert np.array(sweeps["adam"]["losses"]).shape == (7, 2, 200)  # reference: 2x the budget
+    assert np.array(sweeps["salsa"]["losses"]).shape == (1, 2, 100)
     for png in ("loss_curves.png", "speedup.png"):
         assert (out / png).stat().st_size > 5000
     rows = (out / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 4
+    assert ",beats_default_adam," in rows[0] and ",reaches_adam," in rows[0]
     report = (out / "report.md").read_text()
     assert "| salsa |" in report and "| velo |" in report and "loss_curves.png" in report
-    assert f"Learned optimizer: {record['config']['learned_optimizer']}" in report
+    assert "| beats Adam 1e-3 | reaches Adam |" in report and "| beats Adam 1e-3 |" in report
+    assert f"Learned optimizer: {learned}" in report
     m = result.metrics[TASK]
     assert m["velo"].learning_rate is None and np.isfinite(m["velo"].final_loss)
     assert m["adam"].speedup == pytest.approx(1.0, abs=0.02) and m["adam"].learning_rate
@@ -156,18 +205,59 @@ def test_evaluate_writes_every_output(evaluated):
     assert result.summary["salsa"].tasks == 1 and result.summary["adam"].win_rate is None
 
 
-def test_rerun_reuses_finished_tasks(evaluated, protocol, monkeypatch):
+def test_rerun_reuses_finished_sweeps(evaluated, protocol, monkeypatch):
     _, out = evaluated
     before = (out / "results.json").read_text()
 
     def no_runs(*args, **kwargs):
-        raise AssertionError("a finished task was run again")
+        raise AssertionError("a finished sweep was run again")
 
     monkeypatch.setattr(sweep, "run", no_runs)
     again = evaluate(protocol, str(out))
-    assert again.reused == [TASK]
+    assert again.reused == [(TASK, "adam"), (TASK, "salsa"), (TASK, "velo")] and again.ran == []
     after = json.loads((out / "results.json").read_text())
     assert json.loads(before)["metrics"] == after["metrics"]
+
+
+@pytest.fixture
+def copy_of(evaluated, tmp_path, monkeypatch):
+    """A copy of the evaluated directory, and the ``(task, optimizer, checkpoint)`` of every
+    sweep run in it (by a stand-in for `sweep.run` returning flat curves)."""
+    shutil.copytree(evaluated[1], tmp_path / "o")
+    ran = []
+
+    def fake_run(task, name, rates, seeds, budget, horizon, *, checkpoint, **kwargs):
+        ran.append((task.name, name, checkpoint))
+        return Sweep(rates, np.full((len(rates or [0]), seeds, horizon), 2.0, np.float32), {},
+                     None, 1e-6, 0.0)
+
+    monkeypatch.setattr(sweep, "run", fake_run)
+    return str(tmp_path / "o"), ran
+
+
+def test_added_optimizer_runs_only_its_sweeps(copy_of, protocol):
+    out, ran = copy_of
+    more = dataclasses.replace(protocol, optimizers=(*protocol.optimizers, "sgd"))
+    result = evaluate(more, out)
+    assert ran == [(TASK, "sgd", None)] and result.ran == [(TASK, "sgd")]
+    assert result.reused == [(TASK, "adam"), (TASK, "salsa"), (TASK, "velo")]
+    assert list(result.metrics[TASK]) == ["adam", "salsa", "velo", "sgd"]
+    # Back to the first optimizers: nothing runs, the report drops sgd, the record keeps it.
+    fewer = evaluate(protocol, out)
+    assert len(ran) == 1 and list(fewer.metrics[TASK]) == ["adam", "salsa", "velo"]
+    assert "| sgd |" not in open(fewer.files["report"]).read()
+    assert "sgd" in json.loads(open(fewer.files["results"]).read())["tasks"][TASK]["sweeps"]
+
+
+def test_other_learned_optimizer_reruns_only_velo(copy_of, protocol, tmp_path):
+    out, ran = copy_of
+    config = lopt.preset("tiny")  # same path name, other weights: another identity
+    other = lopt.save(str(tmp_path / "tiny"), lopt.init_meta_params(jax.random.key(1), config),
+                      config)
+    result = evaluate(dataclasses.replace(protocol, checkpoint=other), out)
+    assert ran == [(TASK, "velo", other)] and result.ran == [(TASK, "velo")]
+    assert result.reused == [(TASK, "adam"), (TASK, "salsa")]
+    assert result.metrics[TASK]["velo"].final_loss == pytest.approx(2.0)
 
 
 def test_directory_of_another_configuration_is_refused(evaluated, protocol, tmp_path):
@@ -176,12 +266,11 @@ def test_directory_of_another_configuration_is_refused(evaluated, protocol, tmp_
     longer = dataclasses.replace(protocol, steps=120)
     with pytest.raises(ValueError, match="different configuration.*steps: 100 there, 120 now"):
         evaluate(longer, str(out))
-    config = lopt.preset("tiny")  # same path name, other weights: refused too
-    other = lopt.save(str(tmp_path / "tiny"), lopt.init_meta_params(jax.random.key(1), config),
-                      config)
-    with pytest.raises(ValueError, match="different configuration.*learned_optimizer"):
-        evaluate(dataclasses.replace(protocol, checkpoint=other), str(out))
     assert (out / "results.json").read_bytes() == before
+    old = json.loads(before)
+    (tmp_path / "results.json").write_text(json.dumps({**old, "format": 1}))
+    with pytest.raises(ValueError, match="results format 1.*delete .*results.json to re-run"):
+        evaluate(protocol, str(tmp_path))
 
 
 def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
@@ -190,7 +279,7 @@ def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
             "--seeds", "2", "--grid-size", "7", "--checkpoint", checkpoint, "--out", str(out)]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert f"reused finished tasks from {out}: {TASK}" in printed
+    assert f"reused from {out}: adam, salsa, velo on {TASK}; ran: nothing" in printed
     assert "| salsa |" in printed and str(out / "loss_curves.png") in printed
 
 
@@ -201,7 +290,7 @@ def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
     (["--suite", TASK, "--optimizers", "adam", "--grid-size", "5"], "grid_size must be >= 7"),
     (["--suite", TASK, "--optimizers", "adam", "--checkpoint", "x"], "add 'velo'"),
     (["--suite", TASK, "--optimizers", "velo", "--checkpoint", "/nonexistent/ckpt"],
-     "does not load"),
+     "no checkpoint directory"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
     assert cli.main(["eval", *argv, "--out", str(tmp_path / "o")]) == 2

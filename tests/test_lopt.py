@@ -268,13 +268,14 @@ def test_bad_input(meta_params):
         lopt.optax_lopt(10, checkpoint="/nonexistent/velo-ckpt")
 
 
-def test_default_untrained_halves_digits_loss():
-    """The untrained default optimizer already optimises a real task (issue 5, item 6)."""
+def test_untrained_initialisation_halves_digits_loss():
+    """The untrained initialisation already optimises a real task (issue 5, item 6)."""
     import tasks
     from velo.train import train
 
-    with pytest.warns(UserWarning, match="untrained"):
-        opt = velo.optax_lopt(1000)
+    config = lopt.preset("small")
+    meta_params = lopt.init_meta_params(jax.random.key(0), config)
+    opt = velo.optax_lopt(1000, meta_params=meta_params, config=config)
     result = train(tasks.get("digits_mlp"), opt, 1000, seed=0, chunk=1000)
     start, end = result.losses[:10].mean(), result.losses[-50:].mean()
     assert end < 0.5 * start, (start, end)

@@ -93,6 +93,14 @@ def test_default_checkpoint_is_used_once_shipped(saved, monkeypatch, recwarn):
     jax.tree.map(np.testing.assert_array_equal, resolved, meta_params)
 
 
+def test_untrained_initialisation_warns_while_nothing_is_shipped(monkeypatch):
+    monkeypatch.setattr(checkpoints, "names", lambda: [])
+    with pytest.warns(UserWarning, match="untrained"):
+        resolved, config = ckpt.resolve(None, None, None)
+    fresh = lopt.init_meta_params(jax.random.key(0), config)
+    jax.tree.map(np.testing.assert_array_equal, resolved, fresh)
+
+
 def test_velo_train_cli_with_checkpoint(saved, tmp_path, capsys):
     path, _ = saved
     out = tmp_path / "run"

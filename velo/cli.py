@@ -14,7 +14,7 @@ import sys
 # Each entry adds one subcommand; the modules are imported only when the command line is parsed,
 # so `velo --help` stays fast.
 _SUBCOMMANDS = ("velo.commands.train", "velo.commands.info", "tasks.cli", "velo.commands.demo",
-               "velo.evaluation.cli", "meta_train.cli")
+               "velo.evaluation.cli", "meta_train.cli", "velo.commands.stability")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,5 +29,23 @@ def run(args) -> int:
           f"{', '.join(str(d) for d in devices)}")
     print(f"checkpoints directory: {checkpoints.directory()}")
     shipped = checkpoints.names()
-    print(f"shipped checkpoints: {', '.join(shipped) if shipped else '(none yet)'}")
+    print(f"shipped checkpoints: {'' if shipped else '(none yet)'}")
+    for name in shipped:
+        print(f"  {describe(name)}")
     return 0
+
+
+def describe(name: str) -> str:
+    """One line on shipped checkpoint ``name``: size, provenance and where its model card is."""
+    import os
+
+    import checkpoints
+    from velo import lopt
+
+    path = checkpoints.path(name)
+    _, config, metadata = lopt.load(path)
+    default = " (default)" if name == lopt.DEFAULT_CHECKPOINT else ""
+    card = os.path.join(path, "README.md")
+    return (f"{name}{default}: {lopt.num_meta_params(config):,} meta-parameters, "
+            f"{metadata.get('source', 'unknown source')} generation "
+            f"{metadata.get('generation', '?')}; model card {card}")

@@ -1,4 +1,5 @@
-"""Across-task summaries of each optimizer: win rate against tuned Adam, mean rank, IQM speed-up."""
+"""Across-task summaries of each optimizer: win rate against tuned Adam, mean rank, IQM speed-up,
+and the shares of tasks meeting the quality targets of a shipped learned optimizer."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from velo.evaluation.metrics import TaskMetrics
+from velo.evaluation.metrics import TaskMetrics, reaches_adam
 from velo.evaluation.protocol import REFERENCE
 
 
@@ -22,6 +23,10 @@ class Summary(NamedTuple):
       speedup_median: median of the per-task speed-ups.
       divergences: number of tasks where it diverged.
       time_vs_adam: geometric mean over tasks of its wall time per step / Adam's.
+      beats_default_adam_rate: fraction of tasks with a lower final loss than Adam at its default
+        learning rate (`TaskMetrics.beats_default_adam`).
+      reaches_adam_rate: fraction of tasks where it reached tuned Adam's final loss within the
+        budget (`metrics.reaches_adam`); ``None`` for Adam.
     """
 
     tasks: int
@@ -31,6 +36,8 @@ class Summary(NamedTuple):
     speedup_median: float
     divergences: int
     time_vs_adam: float
+    beats_default_adam_rate: float
+    reaches_adam_rate: float | None
 
 
 def iqm(values) -> float:
@@ -75,5 +82,8 @@ def summarize(results: dict[str, dict[str, TaskMetrics]]) -> dict[str, Summary]:
             divergences=sum(m.diverged for m in rows),
             time_vs_adam=float(np.exp(np.mean(
                 [np.log(m.seconds_per_step / a.seconds_per_step) for m, a in pairs]))),
+            beats_default_adam_rate=float(np.mean([m.beats_default_adam for m in rows])),
+            reaches_adam_rate=(None if name == REFERENCE
+                               else float(np.mean([reaches_adam(m) for m in rows]))),
         )
     return out

@@ -27,7 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--reference-factor", type=positive_int, default=Protocol.reference_factor,
                    help=f"Adam's horizon as a multiple of the budget "
                         f"(default {Protocol.reference_factor})")
-    p.add_argument("--out", required=True, help="output directory (re-use to resume)")
+    p.add_argument("--out", required=True,
+                   help="output directory; re-use it to resume, add optimizers or try another "
+                        "checkpoint (only the missing or changed sweeps run)")
     p.set_defaults(func=run)
 
 
@@ -53,10 +55,23 @@ def print_evaluation(protocol, out: str) -> None:
 
     result = evaluate(protocol, out, progress=True)
     if result.reused:
-        print(f"reused finished tasks from {out}: {', '.join(result.reused)}")
+        print(f"reused from {out}: {_pairs(result.reused, len(result.metrics))}; "
+              f"ran: {_pairs(result.ran, len(result.metrics)) or 'nothing'}")
     print(report.task_table(result.metrics))
     print()
     print(report.summary_table(result.summary))
     print()
     for name, path in result.files.items():
         print(f"{name:>8}: {path}")
+
+
+def _pairs(pairs: list[tuple[str, str]], tasks: int) -> str:
+    """``(task, optimizer)`` pairs by optimizer: ``"adam, salsa on all 5 tasks; velo on t1"``."""
+    by_optimizer: dict[str, list[str]] = {}
+    for task, name in pairs:
+        by_optimizer.setdefault(name, []).append(task)
+    by_tasks: dict[str, list[str]] = {}
+    for name, task_names in by_optimizer.items():
+        where = f"all {tasks} tasks" if len(task_names) == tasks > 1 else ", ".join(task_names)
+        by_tasks.setdefault(where, []).append(name)
+    return "; ".join(f"{', '.join(names)} on {where}" for where, names in by_tasks.items())

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import NamedTuple
 
-import jax
-import numpy as np
-
-from velo import optimizers
+from velo import lopt, optimizers
 from velo.evaluation import aggregate, plots, report, store, sweep
 from velo.evaluation import protocol as protocol_lib
 from velo.evaluation.metrics import TaskMetrics, choose, task_metrics
@@ -25,20 +21,26 @@ class Evaluation(NamedTuple):
       summary: optimizer name -> `aggregate.Summary` over the suite.
       files: output name (``"results"``, ``"summary"``, ``"report"``, ``"curves"``,
         ``"speedup"``) -> path.
-      reused: names of the tasks taken from an earlier run in the same directory.
+      reused: ``(task, optimizer)`` sweeps taken from an earlier run in the same directory.
+      ran: ``(task, optimizer)`` sweeps run now: missing, or made with another learning-rate grid
+        or learned optimizer.
     """
 
     protocol: Protocol
     metrics: dict[str, dict[str, TaskMetrics]]
     summary: dict[str, aggregate.Summary]
     files: dict[str, str]
-    reused: list[str]
+    reused: list[tuple[str, str]]
+    ran: list[tuple[str, str]]
 
 
 def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluation:
     """Run every optimizer of ``protocol`` on every task of its suite and write the outputs.
 
-    Tasks already in ``out/results.json`` under the same protocol are reused, not re-run.
+    Sweeps already in ``out/results.json`` are reused when the directory was made under the same
+    `Protocol.comparable` fields and the sweep under the same identity (learning-rate grid, or
+    learned-optimizer weights); only the other ``(task, optimizer)`` pairs run. Metrics, summary
+    and report cover exactly this protocol's suite and optimizers.
 
     Raises:
       ValueError: bad protocol (unknown suite or optimizer, small budget, ...), a checkpoint that
@@ -48,22 +50,29 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
     suite = protocol_lib.suite_tasks(protocol.suite)
     for task in suite:
         protocol_lib.check_budget(protocol_lib.budget(protocol, task), protocol.ema_decay)
-    config = protocol.as_dict()
-    if optimizers.LEARNED in protocol.optimizers:
-        config["learned_optimizer"] = _learned_optimizer_identity(protocol.checkpoint)
-    record = store.open_record(out, store.jsonable(config))
-    reused = []
+    identities = {
+        n: (lopt.identity(protocol.checkpoint) if n == optimizers.LEARNED
+            else protocol_lib.baseline_identity(n, protocol))
+        for n in protocol.optimizers
+    }
+    record = store.open_record(out, store.jsonable(protocol.comparable()))
+    record["protocol"] = store.jsonable(protocol.as_dict())  # the latest run, for readers
+    reused, ran = [], []
     for task in suite:
-        if store.cached_task(record, task.name, dict(task.spec)) is not None:
-            reused.append(task.name)
-            continue
-        record["tasks"][task.name] = _run_task(task, protocol, progress)
-        store.save(out, record)
+        entry = store.task_entry(record, task.name, dict(task.spec),
+                                 protocol_lib.budget(protocol, task))
+        missing = [n for n in protocol.optimizers
+                   if not store.is_cached(entry, n, identities[n])]
+        reused += [(task.name, n) for n in protocol.optimizers if n not in missing]
+        for name, result in _run_sweeps(task, missing, protocol, progress):
+            entry["sweeps"][name] = store.sweep_to_json(result, identities[name])
+            store.save(out, record)
+            ran.append((task.name, name))
 
     metrics, chosen = {}, {}
-    for task in suite:
+    for task in suite:  # from the record, as stored: a re-run reports the same numbers
         entry = record["tasks"][task.name]
-        sweeps = {n: store.sweep_from_json(s) for n, s in entry["sweeps"].items()}
+        sweeps = {n: store.sweep_from_json(entry["sweeps"][n]) for n in protocol.optimizers}
         metrics[task.name] = task_metrics(sweeps, entry["budget"], protocol.ema_decay)
         chosen[task.name] = {
             n: choose(s, entry["budget"], protocol.ema_decay).curve for n, s in sweeps.items()
@@ -80,56 +89,27 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
     files["summary"] = report.write_csv(os.path.join(out, "summary.csv"), metrics)
     files["report"] = report.write_markdown(
         os.path.join(out, "report.md"), protocol, metrics, summary, files,
-        config.get("learned_optimizer"))
-    return Evaluation(protocol, metrics, summary, files, reused)
+        identities.get(optimizers.LEARNED))
+    return Evaluation(protocol, metrics, summary, files, reused, ran)
 
 
-def _run_task(task, protocol: Protocol, progress: bool) -> dict:
-    """Every optimizer's sweep on ``task``, as a JSON-ready record entry."""
+def _run_sweeps(task, names: list[str], protocol: Protocol, progress: bool):
+    """Yield ``(name, sweep.Sweep)`` for each optimizer of ``names`` on ``task``, in order."""
     from tqdm.auto import tqdm
 
     budget = protocol_lib.budget(protocol, task)
     horizons = {
         n: budget * (protocol.reference_factor if n == protocol_lib.REFERENCE else 1)
-        for n in protocol.optimizers
+        for n in names
     }
-    sweeps = {}
-    with tqdm(total=sum(horizons.values()), desc=task.name, unit="step", disable=not progress,
-              leave=False) as bar:
-        for name in protocol.optimizers:
+    with tqdm(total=sum(horizons.values()), desc=task.name, unit="step",
+              disable=not (progress and names), leave=False) as bar:
+        for name in names:
             bar.set_postfix_str(name)
-            result = sweep.run(
+            yield name, sweep.run(
                 task, name, protocol_lib.learning_rates(name, protocol), protocol.seeds, budget,
                 horizons[name],
                 checkpoint=protocol.checkpoint if name == optimizers.LEARNED else None,
                 eval_params=optimizers.eval_params_fn(name),
                 on_chunk=bar.update,
             )
-            sweeps[name] = store.sweep_to_json(result)
-    return {"spec": store.jsonable(dict(task.spec)), "budget": budget, "sweeps": sweeps}
-
-
-def _learned_optimizer_identity(checkpoint: str | None) -> str:
-    """Which learned optimizer a run uses: the checkpoint's name and a digest of its weights and
-    config, so a results directory made with other weights is refused rather than mixed in.
-
-    Raises:
-      ValueError: the checkpoint does not load.
-    """
-    import checkpoints
-    from velo import lopt
-
-    name = checkpoint
-    if name is None:
-        if lopt.DEFAULT_CHECKPOINT not in checkpoints.names():
-            return "untrained initialisation"
-        name = lopt.DEFAULT_CHECKPOINT
-    path = checkpoints.path(name) if name in checkpoints.names() else name
-    try:
-        meta_params, config, _ = lopt.load(path)
-    except Exception as e:  # orbax and the file system raise many types; report them all alike
-        raise ValueError(f"learned-optimizer checkpoint {name!r} does not load: {e}") from None
-    digest = hashlib.sha256(repr(config).encode())
-    for leaf in jax.tree.leaves(meta_params):
-        digest.update(np.asarray(leaf).tobytes())
-    return f"{name} (sha256 {digest.hexdigest()[:12]})"

@@ -6,10 +6,12 @@ seed-mean at its chosen learning rate, truncated to the budget.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
+from velo import baselines
 from velo.evaluation import protocol as protocol_lib
 from velo.evaluation.curves import ema, monotone_envelope, steps_to_reach
 from velo.evaluation.speedup import speedup
@@ -30,6 +32,9 @@ class TaskMetrics(NamedTuple):
       speedup: tuned Adam's steps to reach ``final_loss`` / budget (`speedup.speedup`).
       speedup_censored: Adam never reached ``final_loss``: ``speedup`` is a lower bound.
       steps_to_adam: steps this optimizer needs to reach tuned Adam's final loss, ``None`` if never.
+        Its curve stops at the budget, so a number means it reached that loss within the budget.
+      beats_default_adam: its final loss is below Adam's at its default learning rate (1e-3, no
+        tuning), both at the budget; never for a diverged run.
       diverged: a seed at the chosen rate went non-finite or exploded.
       seconds_per_step: wall time per step of one run.
       forward_passes_per_step: forward passes per step counting line-search trials (1 + trials /
@@ -43,9 +48,16 @@ class TaskMetrics(NamedTuple):
     speedup: float
     speedup_censored: bool
     steps_to_adam: float | None
+    beats_default_adam: bool
     diverged: bool
     seconds_per_step: float
     forward_passes_per_step: float | None
+
+
+def reaches_adam(m: TaskMetrics) -> bool:
+    """Whether the optimizer got down to tuned Adam's final loss within the budget without
+    diverging (issue 8's quality target)."""
+    return m.steps_to_adam is not None and not m.diverged
 
 
 def diverged(losses: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
@@ -81,6 +93,24 @@ def choose(sweep: Sweep, budget: int, decay: float) -> Chosen:
     return Chosen(index, curves[index], bool(bad[index]))
 
 
+def default_final_loss(adam: Sweep, budget: int, decay: float) -> float:
+    """Adam's smoothed seed-mean training loss at the budget at its default learning rate, found
+    by value in the grid; ``inf`` if that run diverged.
+
+    Raises:
+      ValueError: the grid does not hold the default rate.
+    """
+    default = baselines.defaults(protocol_lib.REFERENCE)["learning_rate"]
+    rates = adam.learning_rates or []
+    at = [i for i, r in enumerate(rates) if math.isclose(r, default, rel_tol=1e-6)]
+    if not at:
+        raise ValueError(f"Adam's learning-rate grid {rates} lacks its default {default}: centre "
+                         f"the grid on it (`protocol.learning_rates`)")
+    run = choose(adam._replace(learning_rates=[default], losses=adam.losses[at[0]][None]),
+                 budget, decay)
+    return math.inf if run.diverged else float(run.curve[-1])
+
+
 def reference_envelope(adam: Sweep, decay: float) -> np.ndarray:
     """``[H]`` monotone lower envelope of Adam's smoothed seed-mean curves at every rate."""
     return monotone_envelope(ema(adam.losses.mean(axis=1), decay))
@@ -93,6 +123,7 @@ def task_metrics(
     reference = sweeps[protocol_lib.REFERENCE]
     envelope = reference_envelope(reference, decay)
     adam_final = choose(reference, budget, decay).curve[-1]
+    default_final = default_final_loss(reference, budget, decay)
     out = {}
     for name, sweep in sweeps.items():
         chosen = choose(sweep, budget, decay)
@@ -108,6 +139,7 @@ def task_metrics(
             speedup=up.value,
             speedup_censored=up.censored,
             steps_to_adam=steps_to_reach(monotone_envelope(chosen.curve), adam_final),
+            beats_default_adam=not chosen.diverged and final < default_final,
             diverged=chosen.diverged,
             seconds_per_step=sweep.seconds_per_step,
             forward_passes_per_step=(

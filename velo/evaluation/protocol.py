@@ -21,6 +21,8 @@ SUITES = {"heldout": tasks.heldout_suite, "quick": tasks.quick_suite}
 MIN_GRID = 7
 # Methods that set their own step size: run at their defaults, as the learned optimizer is.
 LEARNING_RATE_FREE = frozenset({"cocob", "dadapt_adamw", "dog", "mechanic", "prodigy"})
+# The fields under which sweeps are comparable: a results directory holds sweeps of one setting.
+COMPARABLE = ("steps", "seeds", "grid_size", "grid_ratio", "ema_decay", "reference_factor")
 # A budget must hold this many smoothing windows (1 / (1 - ema_decay) steps each), or the final
 # smoothed loss would still remember the first steps of the run.
 MIN_WINDOWS = 5
@@ -28,7 +30,8 @@ MIN_WINDOWS = 5
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
-    """What one evaluation runs; also the identity of a results directory.
+    """What one evaluation runs. Only the `COMPARABLE` fields are the identity of a results
+    directory: the suite, the optimizers and the checkpoint may change between runs into it.
 
     Attributes:
       suite: ``"heldout"``, ``"quick"``, or comma-separated task names (``tasks.names()``).
@@ -60,6 +63,10 @@ class Protocol:
 
     def as_dict(self) -> dict:
         return {**dataclasses.asdict(self), "optimizers": list(self.optimizers)}
+
+    def comparable(self) -> dict:
+        """The `COMPARABLE` fields: what a results directory's sweeps were all made under."""
+        return {k: getattr(self, k) for k in COMPARABLE}
 
 
 def check(protocol: Protocol) -> None:
@@ -135,6 +142,12 @@ def learning_rates(name: str, protocol: Protocol) -> list[float] | None:
     centre = baselines.defaults(name)["learning_rate"]
     offsets = np.arange(protocol.grid_size) - protocol.grid_size // 2
     return [float(centre * protocol.grid_ratio**k) for k in offsets]
+
+
+def baseline_identity(name: str, protocol: Protocol) -> str:
+    """What a hand-designed optimizer's sweep was run with: its name and learning-rate grid."""
+    rates = learning_rates(name, protocol)
+    return f"{name} untuned" if rates is None else f"{name} at learning rates {rates}"
 
 
 def select(final_losses: np.ndarray, diverged: np.ndarray) -> int:

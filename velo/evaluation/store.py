@@ -1,8 +1,12 @@
-"""``results.json``: the record of an evaluation, and the cache that lets a re-run skip tasks.
+"""``results.json``: the record of an evaluation, and the cache that lets a re-run skip sweeps.
 
-The record holds the protocol, and per task its spec, every sweep (all curves) and the metrics.
-It is rewritten atomically after each task, so an interrupted evaluation resumes where it
-stopped. A directory whose record was made under another protocol is refused, never overwritten.
+The record holds the `Protocol.comparable` fields (its identity), and per task its spec, budget
+and one sweep (all curves) per optimizer, each with the identity of what was run (learning-rate
+grid, learned-optimizer weights); then the metrics of the latest run. A sweep is reused while its
+identity holds, so adding an optimizer or changing the checkpoint runs only what is new. The
+record is rewritten atomically after each sweep, so an interrupted evaluation resumes where it
+stopped. A directory whose record was made under other comparable fields is refused, never
+overwritten.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from velo import run_record
 from velo.evaluation.sweep import Sweep
 
 RESULTS = "results.json"
-FORMAT = 1
+FORMAT = 2  # 2: sweeps cached per (task, optimizer) with an identity; 1 cached whole tasks
 SIGNIFICANT = 6  # digits kept per loss value: float32 holds ~7, and it halves the file size
 
 
@@ -25,7 +29,7 @@ def open_record(out: str, config: dict[str, Any]) -> dict[str, Any]:
     """The record in ``out`` if it was made under ``config``, else a fresh one.
 
     Raises:
-      ValueError: ``out`` is not writable, or holds a record of another configuration.
+      ValueError: ``out`` is not writable, or holds a record of another format or configuration.
     """
     run_record.check_writable(out)
     path = os.path.join(out, RESULTS)
@@ -34,9 +38,14 @@ def open_record(out: str, config: dict[str, Any]) -> dict[str, Any]:
     try:
         with open(path) as f:
             record = json.load(f)
-        stored = record["config"]
+        stored, stored_format = record["config"], record["format"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not an evaluation record ({e}); use another --out") from None
+    if stored_format != FORMAT:
+        raise ValueError(
+            f"{path} is in results format {stored_format}, this velo reads format {FORMAT}; "
+            f"choose another --out or delete {path} to re-run"
+        )
     if stored != config:
         diff = ", ".join(
             f"{k}: {stored.get(k)!r} there, {config.get(k)!r} now"
@@ -49,15 +58,26 @@ def open_record(out: str, config: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def cached_task(record: dict[str, Any], name: str, spec: dict[str, Any]) -> dict | None:
-    """The finished entry of task ``name``, or None. Raises ValueError if its spec has changed."""
-    entry = record["tasks"].get(name)
-    if entry is not None and entry["spec"] != jsonable(spec):
+def task_entry(record: dict[str, Any], name: str, spec: dict[str, Any],
+               budget: int) -> dict[str, Any]:
+    """The entry of task ``name`` in ``record``, added empty if missing.
+
+    Raises:
+      ValueError: the entry was made from another spec or budget (the task definition changed).
+    """
+    fresh = {"spec": jsonable(spec), "budget": budget, "sweeps": {}}
+    entry = record["tasks"].setdefault(name, fresh)
+    if (entry["spec"], entry["budget"]) != (fresh["spec"], budget):
         raise ValueError(
-            f"task {name!r} in the record was built from another spec; the task definition has "
-            f"changed since: choose another --out"
+            f"task {name!r} in the record was built from another spec or budget; the task "
+            f"definition has changed since: choose another --out"
         )
     return entry
+
+
+def is_cached(entry: dict[str, Any], name: str, identity: str) -> bool:
+    """Whether a task ``entry`` holds optimizer ``name``'s sweep as run under ``identity``."""
+    return entry["sweeps"].get(name, {}).get("identity") == identity
 
 
 def save(out: str, record: dict[str, Any]) -> None:
@@ -69,8 +89,9 @@ def save(out: str, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def sweep_to_json(sweep: Sweep) -> dict[str, Any]:
+def sweep_to_json(sweep: Sweep, identity: str) -> dict[str, Any]:
     return {
+        "identity": identity,
         "learning_rates": sweep.learning_rates,
         "losses": _rounded(sweep.losses).tolist(),
         "test": {k: np.asarray(v, np.float64).tolist() for k, v in sweep.test.items()},

@@ -12,6 +12,7 @@ Layout of a checkpoint directory::
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import warnings
@@ -115,12 +116,11 @@ def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> 
         config = config if config is not None else preset(DEFAULT_PRESET)
         check_meta_params(meta_params, config)
         return meta_params, config
-    if checkpoint is None and DEFAULT_CHECKPOINT in checkpoints.names():
-        checkpoint = DEFAULT_CHECKPOINT
-    if checkpoint is None:
+    path = locate(checkpoint)
+    if path is None:
         config = config if config is not None else preset(DEFAULT_PRESET)
         return _untrained(config), config
-    loaded, saved_config, _ = load(_checkpoint_path(checkpoint))
+    loaded, saved_config, _ = load(path)
     if config is not None and config != saved_config:
         raise ValueError(
             f"checkpoint {checkpoint!r} was saved with {saved_config}, which differs from the "
@@ -129,7 +129,12 @@ def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> 
     return loaded, saved_config
 
 
-def _checkpoint_path(checkpoint: str) -> str:
+def locate(checkpoint: str | None) -> str | None:
+    """Directory of ``checkpoint`` (a shipped name or a path); for ``None`` the shipped default,
+    or ``None`` while none ships (`resolve` then uses the untrained initialisation)."""
+    if checkpoint is None:
+        return checkpoints.path(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT in checkpoints.names() \
+            else None
     if checkpoint in checkpoints.names():
         return checkpoints.path(checkpoint)
     if os.path.isdir(checkpoint):
@@ -139,6 +144,24 @@ def _checkpoint_path(checkpoint: str) -> str:
         f"no checkpoint directory {os.path.abspath(checkpoint)} and no shipped checkpoint named "
         f"{checkpoint!r}; shipped: {shipped}"
     )
+
+
+def identity(checkpoint: str | None) -> str:
+    """Which learned optimizer ``checkpoint`` (as `locate` takes it) is: its name and a digest of
+    its weights and config, e.g. ``"velo_small (sha256 0123456789ab)"``, so results made with
+    other weights are told apart; ``"untrained initialisation"`` while no default ships.
+
+    Raises:
+      ValueError: the checkpoint does not exist or does not load.
+    """
+    path = locate(checkpoint)
+    if path is None:
+        return "untrained initialisation"
+    meta_params, config, _ = load(path)
+    digest = hashlib.sha256(repr(config).encode())
+    for leaf in jax.tree.leaves(meta_params):
+        digest.update(np.asarray(leaf).tobytes())
+    return f"{checkpoint or DEFAULT_CHECKPOINT} (sha256 {digest.hexdigest()[:12]})"
 
 
 @functools.cache
