@@ -1,7 +1,8 @@
-"""``velo meta-train``: meta-train, plot a run, export a checkpoint.
+"""``velo meta-train``: meta-train, plot or summarise a run, export a checkpoint.
 
     velo meta-train --preset tiny --out runs/tiny [--resume] [--set key=value ...]
     velo meta-train plot runs/tiny
+    velo meta-train summary runs/tiny
     velo meta-train export runs/tiny --out my_lopt [--step latest|best|N]
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-ACTIONS = ("plot", "export")
+ACTIONS = ("plot", "export", "summary")
 # Flags that only one action reads (None: meta-training); given with another action they would be
 # silently ignored, so they are rejected instead. --out serves every action.
 _FLAG_ACTION = {
@@ -24,11 +25,13 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "meta-train", help="meta-train a learned optimizer by evolution strategies",
         description="Meta-train velo's learned optimizer with ES over a task distribution "
-        "(default action), draw a run's curves (plot RUN_DIR) or export its mean meta-parameters "
-        "as a learned-optimizer checkpoint (export RUN_DIR --out DIR).",
+        "(default action), draw a run's curves (plot RUN_DIR), summarise its log (summary "
+        "RUN_DIR) or export its mean meta-parameters as a learned-optimizer checkpoint (export "
+        "RUN_DIR --out DIR).",
     )
-    p.add_argument("action", nargs="?", choices=ACTIONS, help="plot or export an existing run")
-    p.add_argument("run_dir", nargs="?", help="run directory, for plot and export")
+    p.add_argument("action", nargs="?", choices=ACTIONS,
+                   help="plot, summarise or export an existing run")
+    p.add_argument("run_dir", nargs="?", help="run directory, for plot, summary and export")
     p.add_argument("--preset", choices=sorted(PRESETS), help="meta-training recipe")
     p.add_argument("--out", help="run directory (meta-training), PNG (plot) or new checkpoint "
                    "directory (export)")
@@ -52,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return _plot(args)
     if args.action == "export":
         return _export(args)
+    if args.action == "summary":
+        return _describe(args)
     return _meta_train(args)
 
 
@@ -102,31 +107,20 @@ def _meta_train(args) -> int:
 
 def _summary(result) -> None:
     from meta_train.devices import is_main_process
+    from meta_train.summary import summarize
 
-    if not is_main_process():
-        return
-    val = [r for r in result.records if "validation" in r]
-    train = [r for r in result.records if "meta_loss" in r]
-    if train:
-        compile_s = sum(r["compile_s"] for r in train)
-        total_s = sum(r["generation_s"] for r in train)
-        # Tasks change every generation, so compare means over several generations.
-        k = max(1, len(train) // 5)
-        first, last = (sum(r["meta_loss"] for r in part) / k for part in (train[:k], train[-k:]))
-        print(f"generations {train[0]['generation']}-{train[-1]['generation']}: meta-loss (mean "
-              f"of {k} generations) {first:.4f} -> {last:.4f}; {total_s:.0f} s "
-              f"({compile_s:.0f} s compiling)")
-    if val:
-        first, last = (_validation_text(r) for r in (val[0], val[-1]))
-        print(f"validation meta-loss: {first} (generation {val[0]['generation']}) -> {last} "
-              f"(generation {val[-1]['generation']})")
+    if is_main_process():
+        print("\n".join(summarize(result.records)))
 
 
-def _validation_text(record: dict) -> str:
-    v = record["validation"]
-    if v["mean"] is None:
-        return f"diverged on {', '.join(v['diverged'])}"
-    return f"{v['mean']:.4f}"
+def _describe(args) -> int:
+    from meta_train.log import read
+    from meta_train.summary import summarize
+
+    if args.run_dir is None:
+        raise ValueError("usage: velo meta-train summary RUN_DIR")
+    print("\n".join(summarize(read(args.run_dir))))
+    return 0
 
 
 def _plot(args) -> int:

@@ -68,6 +68,19 @@ def test_tiny_improves_validation(tiny_run):
     assert os.path.getsize(os.path.join(out, "meta_train.png")) > 10_000
 
 
+def test_summary_reads_the_log(tiny_run, capsys):
+    out, result = tiny_run
+    assert cli.main(["meta-train", "summary", out]) == 0
+    text = capsys.readouterr().out
+    val = [r["validation"]["mean"] for r in result.records if "validation" in r]
+    assert "generations 1-20" in text
+    assert f"validation meta-loss: {val[0]:.4f} (generation 0), best {min(val):.4f}" in text
+    steps = sum(r["model_steps_per_s"] * (r["generation_s"] - r["compile_s"])
+                for r in result.records if "meta_loss" in r)
+    assert f"{steps:.3g} inner model steps" in text
+    assert cli.main(["meta-train", "summary"]) == 2
+
+
 @pytest.mark.parametrize("estimator", ["open_es", "pes"])
 def test_resume_equals_uninterrupted(tmp_path, estimator):
     config = dataclasses.replace(SMALL, estimator=estimator, generations=6, validate_every=0,
