@@ -20,8 +20,11 @@ def run(args) -> int:
     from velo.evaluation import Protocol
     from velo.evaluation.cli import print_evaluation
 
+    from velo import lopt
+
     protocol = Protocol("quick", OPTIMIZERS, seeds=SEEDS)
     print(f"velo demo: quick suite, {', '.join(OPTIMIZERS)}; baselines tuned over "
-          f"{protocol.grid_size} learning rates, {SEEDS} seeds each")
+          f"{protocol.grid_size} learning rates, {SEEDS} seeds each; velo is "
+          f"{lopt.identity(None)}")
     print_evaluation(protocol, args.out)
     return 0
