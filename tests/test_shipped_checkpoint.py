@@ -1,0 +1,63 @@
+"""The pretrained learned optimizer that ships with velo (issue 8): it loads, matches the code, is
+the default, and beats Adam at its default learning rate on a quick held-out task."""
+
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import checkpoints
+import tasks
+import velo
+from meta_train import config as meta_config
+from velo import cli, lopt, overrides
+from velo.train import train
+
+NAME = lopt.DEFAULT_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    assert NAME in checkpoints.names(), f"checkpoints/{NAME} is missing from the package"
+    return lopt.load(checkpoints.path(NAME))
+
+
+def test_loads_with_the_config_of_the_code(shipped):
+    meta_params, config, metadata = shipped
+    assert config == lopt.preset("small")
+    assert lopt.num_meta_params(config) == 45_857
+    # Its meta-training config is the `small` preset of this code, field by field.
+    trained_with = overrides.apply(meta_config.Config(), metadata["meta_train_config"])
+    assert trained_with == meta_config.preset("small")
+    assert metadata["generation"] > 0 and metadata["validation"] is not None
+
+
+def test_is_the_default_and_has_a_model_card(shipped):
+    meta_params, _, _ = shipped
+    default, _ = lopt.checkpoint.resolve(None, None, None)
+    jax.tree.map(np.testing.assert_array_equal, default, meta_params)
+    card = open(os.path.join(checkpoints.path(NAME), "README.md")).read()
+    for section in ("velo eval --suite heldout", "velo stability", "Known limitations",
+                    "meta_train.png"):
+        assert section in card, section
+    assert os.path.isfile(os.path.join(checkpoints.path(NAME), "meta_train.png"))
+
+
+def test_velo_info_lists_it(capsys):
+    assert cli.main(["info"]) == 0
+    assert f"{NAME} (default): 45,857 meta-parameters" in capsys.readouterr().out
+
+
+def test_beats_default_adam_on_a_quick_heldout_task():
+    task = tasks.get("digits4_mlp")
+    assert task.name in [t.name for t in tasks.quick_suite()]
+    steps = task.default_steps
+    ours = train(task, velo.optax_lopt(steps), steps, seed=0, chunk=steps).losses
+    adam = train(task, optax.adam(1e-3), steps, seed=0, chunk=steps).losses
+    tail = steps // 10
+    # Faster: lower mean loss over the run, and lower loss at the end.
+    assert np.mean(ours) < 0.8 * np.mean(adam), (np.mean(ours), np.mean(adam))
+    assert np.mean(ours[-tail:]) < 0.8 * np.mean(adam[-tail:])
+
