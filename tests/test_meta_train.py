@@ -124,7 +124,8 @@ def _exploding_task(name: str = "exploding", start: float = 1.0) -> Task:
 def test_diverging_task_does_not_poison_update(tmp_path, monkeypatch):
     task = _exploding_task()
     monkeypatch.setattr(tasks, "build", lambda spec: task)
-    monkeypatch.setattr(tasks, "sample", lambda key, distribution: {"family": "exploding"})
+    monkeypatch.setattr(tasks, "sample", lambda key, distribution: {"family": "exploding",
+                                                                "reparam_exponent": 0})
     config = dataclasses.replace(SMALL, generations=3, validate_every=3, sigma=1.0,
                                  learning_rate=0.3, population=16, families=())
     out = str(tmp_path / "div")
