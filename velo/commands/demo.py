@@ -17,10 +17,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from velo import lopt
     from velo.evaluation import Protocol
     from velo.evaluation.cli import print_evaluation
-
-    from velo import lopt
 
     protocol = Protocol("quick", OPTIMIZERS, seeds=SEEDS)
     print(f"velo demo: quick suite, {', '.join(OPTIMIZERS)}; baselines tuned over "
