@@ -9,7 +9,6 @@ make things worse. `velo stability` is the command line of `run_check`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shlex
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import optax
 
 import tasks
-from velo import lopt, optimizers, run_record
+from velo import lopt, optimizers
 from velo.evaluation import curves, store
 from velo.evaluation import protocol as protocol_lib
 from velo.train import init_state, run_steps
@@ -241,7 +240,7 @@ def run_check(check: Check, out: str, *, progress: bool = False) -> Result:
     identity = {"learned_optimizer": lopt.identity(check.checkpoint),
                 "steps": steps, "seeds": check.seeds, "budget": check.budget,
                 "ema_decay": EMA_DECAY}
-    record = _open_record(out, identity)
+    record = store.open_record(out, store.jsonable(identity), RECORD, FORMAT)
     record.update(command=check.command_line(out), arguments=dataclasses.asdict(check),
                   longest_horizon=horizon)
     opt = optimizers.make(optimizers.LEARNED, steps, checkpoint=check.checkpoint)
@@ -266,7 +265,7 @@ def run_check(check: Check, out: str, *, progress: bool = False) -> Result:
             else:
                 entry.update(curve_metrics(runs.losses, budget))
         record["tasks"][task.name] = entry
-        _save(out, record)
+        store.save(out, record, RECORD)
     table = markdown_table(record, [t.name for t in suite])
     report = os.path.join(out, REPORT)
     with open(report, "w") as f:
@@ -317,32 +316,3 @@ def _report(record: dict[str, Any], table: str) -> str:
         f"the highest smoothed loss after the budget over the loss at the budget.", "",
         table, "",
     ])
-
-
-def _open_record(out: str, identity: dict[str, Any]) -> dict[str, Any]:
-    """The record in ``out`` if it was made with ``identity``, else a fresh one."""
-    run_record.check_writable(out)
-    path = os.path.join(out, RECORD)
-    identity = store.jsonable(identity)
-    if not os.path.exists(path):
-        return {"format": FORMAT, "config": identity, "tasks": {}}
-    try:
-        with open(path) as f:
-            record = json.load(f)
-        stored = record["config"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a stability record ({e}); use another --out") from None
-    if stored != identity:
-        diff = ", ".join(f"{k}: {stored.get(k)!r} there, {identity.get(k)!r} now"
-                         for k in sorted(identity) if stored.get(k) != identity.get(k))
-        raise ValueError(f"--out {out!r} holds a stability check of another configuration "
-                         f"({diff}); choose another --out or delete {path}")
-    return record
-
-
-def _save(out: str, record: dict[str, Any]) -> None:
-    """Write ``record`` atomically, so an interrupted check resumes from the last finished task."""
-    path = os.path.join(out, RECORD)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + ".tmp", path)

@@ -25,25 +25,27 @@ FORMAT = 2  # 2: sweeps cached per (task, optimizer) with an identity; 1 cached 
 SIGNIFICANT = 6  # digits kept per loss value: float32 holds ~7, and it halves the file size
 
 
-def open_record(out: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The record in ``out`` if it was made under ``config``, else a fresh one.
+def open_record(out: str, config: dict[str, Any], filename: str = RESULTS,
+                version: int = FORMAT) -> dict[str, Any]:
+    """The record ``out/filename`` if it was made under ``config`` in format ``version``, else a
+    fresh one (`velo eval`'s results by default; `velo stability` keeps its own file).
 
     Raises:
       ValueError: ``out`` is not writable, or holds a record of another format or configuration.
     """
     run_record.check_writable(out)
-    path = os.path.join(out, RESULTS)
+    path = os.path.join(out, filename)
     if not os.path.exists(path):
-        return {"format": FORMAT, "config": config, "tasks": {}}
+        return {"format": version, "config": config, "tasks": {}}
     try:
         with open(path) as f:
             record = json.load(f)
         stored, stored_format = record["config"], record["format"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not an evaluation record ({e}); use another --out") from None
-    if stored_format != FORMAT:
+        raise ValueError(f"{path} is not a velo record ({e}); use another --out") from None
+    if stored_format != version:
         raise ValueError(
-            f"{path} is in results format {stored_format}, this velo reads format {FORMAT}; "
+            f"{path} is in results format {stored_format}, this velo reads format {version}; "
             f"choose another --out or delete {path} to re-run"
         )
     if stored != config:
@@ -80,9 +82,9 @@ def is_cached(entry: dict[str, Any], name: str, identity: str) -> bool:
     return entry["sweeps"].get(name, {}).get("identity") == identity
 
 
-def save(out: str, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``out/results.json`` atomically."""
-    path = os.path.join(out, RESULTS)
+def save(out: str, record: dict[str, Any], filename: str = RESULTS) -> None:
+    """Write ``record`` to ``out/filename`` atomically."""
+    path = os.path.join(out, filename)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(record, f, separators=(",", ":"))
