@@ -22,9 +22,9 @@ import optax
 
 import tasks
 from velo import lopt, optimizers
-from velo.evaluation import curves, store
+from velo.evaluation import curves, store, sweep
 from velo.evaluation import protocol as protocol_lib
-from velo.train import init_state, run_steps
+from velo.train import run_steps, start_state
 
 # Final / at-budget smoothed loss still called stable: the EMA leaves a few percent of minibatch
 # noise in a flat curve, while a real upward trend over a 10x longer run exceeds it.
@@ -156,10 +156,10 @@ def train_seeds(
     does. The first of `PROBE_CHUNKS` chunks is timed; if the whole run would take longer than
     ``max_seconds`` it stops there.
     """
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.key(s)))(jnp.arange(seeds))
-    state = jax.vmap(lambda k: init_state(task, opt, k))(keys[:, 0])
-    data_keys = keys[:, 1]
-    chunk = _chunk_length(steps)
+    params, data_keys = sweep.initial_params(task, seeds)
+    # A copy: the state is donated below, and these parameters are cached for other runs.
+    state = jax.vmap(lambda p: start_state(opt, p))(jax.tree.map(jnp.copy, params))
+    chunk = sweep.chunk_length(steps, PROBE_CHUNKS)
     start = time.perf_counter()
     advance = jax.jit(
         jax.vmap(lambda k, s: run_steps(task, opt, k, s, chunk)), donate_argnums=1
@@ -175,12 +175,6 @@ def train_seeds(
         if done == chunk and seconds * steps / chunk > max_seconds:
             return Runs(None, seconds * steps / chunk, compile_seconds)
     return Runs(np.concatenate(losses, axis=-1), seconds, compile_seconds)
-
-
-def _chunk_length(steps: int) -> int:
-    """The largest divisor of ``steps`` up to ``steps / PROBE_CHUNKS``, so one program runs every
-    chunk."""
-    return max(d for d in range(1, max(1, steps // PROBE_CHUNKS) + 1) if steps % d == 0)
 
 
 def longest_horizon(checkpoint: str | None) -> int | None:

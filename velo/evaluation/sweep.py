@@ -77,11 +77,11 @@ def run(
     tuned = learning_rates is not None
     rates = jnp.asarray(learning_rates if tuned else [0.0], jnp.float32)
     build = _builder(name, budget, checkpoint, tuned)
-    params, data_keys = _initial_params(task, seeds)
+    params, data_keys = initial_params(task, seeds)
 
     start = time.perf_counter()
     state = jax.jit(_over_grid(lambda lr, p: start_state(build(lr), p), (False,)))(rates, params)
-    chunk = _chunk_length(budget)
+    chunk = chunk_length(budget)
     advance = jax.jit(
         _over_grid(lambda lr, k, s: run_steps(task, build(lr), k, s, chunk), (False, True)),
         donate_argnums=2,
@@ -105,7 +105,7 @@ def run(
 
 
 @functools.lru_cache(maxsize=8)
-def _initial_params(task: tasks.Task, seeds: int):
+def initial_params(task: tasks.Task, seeds: int):
     """``[S]`` initial parameters and data keys, split from ``jax.random.key(seed)`` as
     `velo.train.train` does. Computed once per task, not per optimizer: compiling a vmapped
     ``task.init`` costs seconds, running it eagerly a few milliseconds once the data is loaded."""
@@ -141,9 +141,9 @@ def _test_program(task: tasks.Task, eval_params: EvalParamsFn | None, rates, sta
     return jax.jit(grid).lower(rates, state).compile()
 
 
-def _chunk_length(budget: int) -> int:
-    """The largest divisor of ``budget`` up to ``budget / CHUNKS``, so one program covers every
+def chunk_length(budget: int, chunks: int = CHUNKS) -> int:
+    """The largest divisor of ``budget`` up to ``budget / chunks``, so one program covers every
     chunk of the budget and of any multiple of it; the whole budget if no divisor is near enough."""
-    target = max(1, budget // CHUNKS)
+    target = max(1, budget // chunks)
     divisor = max(d for d in range(1, target + 1) if budget % d == 0)
     return divisor if divisor * 4 >= target else budget

@@ -133,8 +133,9 @@ def locate(checkpoint: str | None) -> str | None:
     """Directory of ``checkpoint`` (a shipped name or a path); for ``None`` the shipped default,
     or ``None`` while none ships (`resolve` then uses the untrained initialisation)."""
     if checkpoint is None:
-        return checkpoints.path(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT in checkpoints.names() \
-            else None
+        if DEFAULT_CHECKPOINT not in checkpoints.names():
+            return None
+        checkpoint = DEFAULT_CHECKPOINT
     if checkpoint in checkpoints.names():
         return checkpoints.path(checkpoint)
     if os.path.isdir(checkpoint):
