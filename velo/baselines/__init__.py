@@ -7,7 +7,7 @@ Every optimizer is an `optax.GradientTransformationExtraArgs` whose update is
 
 from velo.baselines.catapult import catapult_learning_rate, catapult_warmup
 from velo.baselines.gi_adam import gi_adam, scale_by_gi_adam
-from velo.baselines.guard import check_float_params, skip_nonfinite
+from velo.guard import check_float_params, skip_nonfinite
 from velo.baselines.lookahead import lookahead, ranger, slow_params
 from velo.baselines.mechanic import mechanic
 from velo.baselines.radam import radam

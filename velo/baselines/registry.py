@@ -2,7 +2,7 @@
 
 ``make(name, **hparams)`` returns an `optax.GradientTransformationExtraArgs` whose update is
 ``update(grads, state, params, *, loss=None, loss_fn=None)``, wrapped by
-`velo.baselines.guard.skip_nonfinite` (float params checked at init; steps with a non-finite loss
+`velo.guard.skip_nonfinite` (float params checked at init; steps with a non-finite loss
 or gradient are skipped and leave the state unchanged). ``defaults(name)`` lists the accepted
 hyperparameters with their defaults; ``eval_params_fn(name)`` gives the point to evaluate at for
 optimizers whose iterate is not it (schedule-free, Lookahead), else ``None``.
@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import optax
 from optax import contrib
 
-from velo.baselines import guard
+from velo import guard
 from velo.baselines.gi_adam import gi_adam
 from velo.baselines.lookahead import ranger, slow_params
 from velo.baselines.mechanic import mechanic

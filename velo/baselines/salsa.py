@@ -22,7 +22,7 @@ loss exactly is accepted without updating h (the reference's "cancellation" rule
 
 Non-finite values: a NaN/inf trial loss fails the test (the search backtracks); a non-finite loss
 or slope at the current point disables the search (the reference's ``L >= 1e-8 and s >= 1e-8``
-gate), and the registry's `velo.baselines.guard` skips such steps entirely.
+gate), and the registry's `velo.guard` skips such steps entirely.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input guards every registered baseline shares: float parameters, and no NaN in the state.
+"""Input guards every optimizer shares, learned or hand-designed: float params, no NaN in state.
 
 A step whose loss or gradients hold a NaN or an infinity is skipped: the update is zero and the
 optimizer state is returned unchanged, so one bad minibatch cannot poison the moments (optax's
