@@ -17,6 +17,8 @@ LR_NAMES = [n for n in NAMES if "learning_rate" in baselines.defaults(n)]
 # Their learning_rate multiplies an estimate that starts tiny (or, for cocob, scales the gradient
 # the bets are normalised by), so three steps do not tell two multipliers apart.
 LR_FREE = {"prodigy", "dadapt_adamw", "mechanic", "cocob", "dog"}
+# Scheduled baselines need the run's length (velo.optimizers.make passes it).
+RUN_LENGTH = {n: {"total_steps": 200} for n in NAMES if "total_steps" in baselines.defaults(n)}
 
 
 def quadratic(params):
@@ -32,6 +34,7 @@ def test_every_issue_method_is_registered():
     assert set(NAMES) == {
         "adam", "sgd", "momentum", "radam", "lion", "salsa", "salsa_paper", "ranger", "gi_adam",
         "prodigy", "dadapt_adamw", "mechanic", "cocob", "schedule_free_adamw", "dog",
+        "adamw_cosine", "lion_cosine",
     }
     assert set(NAMES) - set(LR_NAMES) == {"salsa", "salsa_paper"}
     assert baselines.defaults("radam")["before_threshold"] == "sgd"
@@ -41,7 +44,7 @@ def test_every_issue_method_is_registered():
 @pytest.mark.parametrize("name", NAMES)
 def test_calling_convention_and_nonfinite_steps(name):
     """A good step descends; NaN/inf gradients or loss are skipped and leave no NaN behind."""
-    opt = baselines.make(name)
+    opt = baselines.make(name, **RUN_LENGTH.get(name, {}))
     assert isinstance(opt, optax.GradientTransformationExtraArgs)
     params = small_params()
     update = jax.jit(functools.partial(opt.update, loss_fn=quadratic))
@@ -63,7 +66,7 @@ def test_calling_convention_and_nonfinite_steps(name):
 @pytest.mark.parametrize("name", LR_NAMES)
 def test_learning_rate_may_be_a_vmapped_tracer(name):
     def final_params(lr):
-        opt = baselines.make(name, learning_rate=lr)
+        opt = baselines.make(name, learning_rate=lr, **RUN_LENGTH.get(name, {}))
         params = small_params()
         state = opt.init(params)
         for _ in range(3):
@@ -82,7 +85,7 @@ def test_learning_rate_may_be_a_vmapped_tracer(name):
 @pytest.fixture(scope="module")
 def digits_runs():
     task = tasks.get("digits_mlp")
-    return {n: train(task, baselines.make(n), 200, seed=0, chunk=200,
+    return {n: train(task, baselines.make(n, **RUN_LENGTH.get(n, {})), 200, seed=0, chunk=200,
                      eval_params=baselines.eval_params_fn(n)) for n in NAMES}
 
 

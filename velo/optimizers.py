@@ -28,7 +28,8 @@ def make(
 
     Args:
       name: ``"velo"`` for the learned optimizer, or a `velo.baselines.names()` entry.
-      num_steps: the run's length (the learned optimizer conditions on it).
+      num_steps: the run's length (the learned optimizer conditions on it, and scheduled
+        baselines such as ``adamw_cosine`` decay over it).
       learning_rate: for hand-designed optimizers; their default when ``None``.
       checkpoint: for ``"velo"``: a path or shipped checkpoint name; the default when ``None``.
       hparams: further keyword arguments of the optimizer.
@@ -53,6 +54,8 @@ def make(
         raise ValueError(f"--checkpoint applies to the learned optimizer only, not {name!r}")
     if learning_rate is not None:
         hparams["learning_rate"] = learning_rate
+    if "total_steps" in baselines.defaults(name):  # a schedule over the run (adamw_cosine)
+        hparams.setdefault("total_steps", num_steps)
     return baselines.make(name, **hparams)
 
 

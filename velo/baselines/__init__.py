@@ -6,6 +6,7 @@ Every optimizer is an `optax.GradientTransformationExtraArgs` whose update is
 """
 
 from velo.baselines.catapult import catapult_learning_rate, catapult_warmup
+from velo.baselines.cosine import adamw_cosine, lion_cosine, warmup_cosine
 from velo.baselines.gi_adam import gi_adam, scale_by_gi_adam
 from velo.guard import check_float_params, skip_nonfinite
 from velo.baselines.lookahead import lookahead, ranger, slow_params
@@ -15,7 +16,8 @@ from velo.baselines.registry import defaults, eval_params_fn, make, names
 from velo.baselines.salsa import salsa, salsa_paper
 
 __all__ = [
-    "catapult_learning_rate", "catapult_warmup", "check_float_params", "defaults",
+    "adamw_cosine", "catapult_learning_rate", "catapult_warmup", "check_float_params", "defaults",
     "eval_params_fn", "gi_adam", "lookahead", "make", "mechanic", "names", "radam", "ranger",
-    "salsa", "salsa_paper", "scale_by_gi_adam", "skip_nonfinite", "slow_params",
+    "lion_cosine", "salsa", "salsa_paper", "scale_by_gi_adam", "skip_nonfinite",
+    "slow_params", "warmup_cosine",
 ]

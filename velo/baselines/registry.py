@@ -26,6 +26,7 @@ import optax
 from optax import contrib
 
 from velo import guard
+from velo.baselines.cosine import adamw_cosine, lion_cosine
 from velo.baselines.gi_adam import gi_adam
 from velo.baselines.lookahead import ranger, slow_params
 from velo.baselines.mechanic import mechanic
@@ -68,6 +69,9 @@ _REGISTRY: dict[str, _Entry] = {
     "cocob": _Entry(contrib.cocob, {}),
     "schedule_free_adamw": _Entry(contrib.schedule_free_adamw, {}, _schedule_free_eval),
     "dog": _Entry(contrib.dog, {}),
+    # Warmup + cosine decay over the run (`velo.baselines.cosine`): they need ``total_steps``.
+    "adamw_cosine": _Entry(adamw_cosine, {}),
+    "lion_cosine": _Entry(lion_cosine, {}),
 }
 
 
