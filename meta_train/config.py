@@ -3,6 +3,10 @@
 A run is fully described by its `Config`: the same config on the same number of devices gives the
 same meta-parameters. Presets are starting points; change single fields with `velo.overrides`
 (``--set key=value`` on the command line), which goes through the checks in `__post_init__`.
+
+References (the estimators' papers are listed in `meta_train.es`):
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022, the recipe of
+  the ``velo`` preset. https://arxiv.org/abs/2211.09760
 """
 
 from __future__ import annotations

@@ -6,6 +6,20 @@ SNES weights or the sign of the antithetic difference), averaged over tasks, and
 to the strategy, whose own shaping is the identity. A non-finite loss ranks worst (a task where
 every member failed contributes nothing), so a diverging inner run can never put a NaN into the
 meta-update.
+
+References:
+  Lange, "evosax: JAX-based Evolution Strategies", 2022. https://arxiv.org/abs/2212.04180
+  Salimans, Ho, Chen, Sidor, Sutskever, "Evolution Strategies as a Scalable Alternative to
+  Reinforcement Learning", 2017. https://arxiv.org/abs/1703.03864
+  Sehnke et al., "Parameter-exploring policy gradients", Neural Networks 23(4), 2010.
+  Schaul, Glasmachers, Schmidhuber, "High Dimensions and Heavy Tails for Natural Evolution
+  Strategies", GECCO 2011.
+  Vicol, Metz, Sohl-Dickstein, "Unbiased Gradient Estimation in Unrolled Computation Graphs with
+  Persistent Evolution Strategies", ICML 2021. https://arxiv.org/abs/2112.13835
+  Li, Harrison, Sohl-Dickstein, Smith, Metz, "Variance-Reduced Gradient Estimation via
+  Noise-Reuse in Online Evolution Strategies", NeurIPS 2023. https://arxiv.org/abs/2304.12180
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022.
+  https://arxiv.org/abs/2211.09760
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import os
 
 import jax
 
-from meta_train import checkpoint
+from meta_train import store
 from meta_train.config import Config
 from meta_train.learner import lopt_learner
 from velo import overrides
@@ -31,12 +31,12 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
 
     config = load_config(run_dir)
     learner = lopt_learner(config.lopt)
-    manager = checkpoint.open_readonly(run_dir)
+    manager = store.open_readonly(run_dir)
     try:
         step = _resolve_step(manager, step, run_dir)
-        meta = checkpoint.restore_meta(manager, step)
+        meta = store.restore_meta(manager, step)
         abstract = jax.eval_shape(learner.init, jax.random.key(0))
-        mean = checkpoint.restore_mean(manager, step, abstract)
+        mean = store.restore_mean(manager, step, abstract)
     finally:
         manager.close()
     metadata = {
@@ -49,9 +49,9 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
 
 def load_config(run_dir: str) -> Config:
     """The `Config` saved in ``run_dir``."""
-    saved = checkpoint.read_config(run_dir)
+    saved = store.read_config(run_dir)
     if saved is None:
-        raise ValueError(f"no {checkpoint.CONFIG_FILE} in {run_dir}; is it a `velo meta-train "
+        raise ValueError(f"no {store.CONFIG_FILE} in {run_dir}; is it a `velo meta-train "
                          f"--out` directory?")
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(saved) - known)
@@ -66,7 +66,7 @@ def _resolve_step(manager, step, run_dir: str) -> int:
     if step == "latest":
         return max(steps)
     if step == "best":
-        scored = [(checkpoint.restore_meta(manager, s).get("validation"), s) for s in steps]
+        scored = [(store.restore_meta(manager, s).get("validation"), s) for s in steps]
         scored = [(v, s) for v, s in scored if v is not None]
         if not scored:
             raise ValueError(

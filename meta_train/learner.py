@@ -1,4 +1,9 @@
-"""What meta-training optimises: meta-parameters and the optimizer they define."""
+"""What meta-training optimises: meta-parameters and the optimizer they define.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022.
+  https://arxiv.org/abs/2211.09760
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,10 @@ Members are vmapped on a device and `shard_map`-ped over devices; every array he
 population axis. Training shares the keys between members (same initial weights, same batches;
 antithetic twins differ only in the sign of their perturbation); validation gives each member
 (a copy of the mean) its own keys.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022.
+  https://arxiv.org/abs/2211.09760
 """
 
 from __future__ import annotations

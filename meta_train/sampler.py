@@ -1,4 +1,12 @@
-"""What each generation trains on: task instances and a horizon; and the fixed validation set."""
+"""What each generation trains on: task instances and a horizon; and the fixed validation set.
+
+Horizons are drawn log-uniformly over a range, and tasks from a distribution of families, sizes
+and reparameterisations, as in VeLO's meta-training.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022.
+  https://arxiv.org/abs/2211.09760
+"""
 
 from __future__ import annotations
 

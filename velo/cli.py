@@ -15,6 +15,10 @@ import sys
 # so `velo --help` stays fast.
 _SUBCOMMANDS = ("velo.commands.train", "velo.commands.info", "tasks.cli", "velo.commands.demo",
                "velo.evaluation.cli", "meta_train.cli", "velo.commands.stability")
+# Subcommands with nested actions, and the action meant when a flag follows the subcommand:
+# `velo meta-train --preset tiny` is `velo meta-train run --preset tiny` (the spelling before
+# actions).
+_DEFAULT_ACTIONS = {"meta-train": "run"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if (len(argv) > 1 and argv[0] in _DEFAULT_ACTIONS and argv[1].startswith("-")
+            and argv[1] not in ("-h", "--help")):
+        argv.insert(1, _DEFAULT_ACTIONS[argv[0]])
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0

@@ -1,4 +1,4 @@
-"""A run directory: its config, orbax checkpoints of the ES state, and their safe reopening.
+"""The run store: a run directory's config, orbax checkpoints of its state, saving and resuming.
 
 Layout of ``out/``: ``config.json`` (the meta-training config), ``checkpoints/<generation>/``
 (orbax: ``state`` = ES state and, for truncated ES, the inner training states; ``meta`` = JSON with
@@ -18,7 +18,9 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from meta_train import truncated
 from meta_train.config import RESUMABLE_FIELDS, Config
+from meta_train.run import Plan, Run
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -56,35 +58,59 @@ class RunStore:
             options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
         )
 
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+    def save(self, run: Run, generation: int, es_state, carry: Plan | None, record: dict) -> None:
+        """Checkpoint the state after ``generation`` generations: the ES state, the truncated-ES
+        trajectory ``carry`` if any, the mean meta-parameters (apart, so export reads only them)
+        and a JSON record (generation, PRNG key, config, the generation's metrics).
 
-    def save(self, generation: int, state: Any, mean: Any, meta: dict,
-             validation: float | None) -> None:
-        """Checkpoint ``state`` (ES and inner states), ``mean`` (the mean meta-parameters, apart
-        so export reads only them) and ``meta`` (JSON) as ``generation``.
-
-        ``validation`` (lower is better) ranks the checkpoint for keeping the best one; None
-        (not validated, or a validation task diverged) never ranks as best.
+        The validation mean of ``record`` (lower is better) ranks the checkpoint for keeping the
+        best one; a checkpoint without one (not validated, or diverged) never ranks as best.
         """
+        validation = record.get("validation", {}).get("mean")
+        state = {"es": es_state}
+        if carry is not None:
+            state["inner"] = tuple(carry.states)
+        meta = {
+            "generation": generation,
+            "key": run.key_record(generation),
+            "config": run.config.to_dict(),
+            "trajectory_start": None if carry is None else carry.start,
+            "metrics": {k: record[k] for k in ("meta_loss", "family_loss", "sigma", "update_norm")},
+            "validation": validation,
+        }
         if not self._config_saved:  # written with the first checkpoint: a run exists from then
             _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())
             self._config_saved = True
-        metrics = None if validation is None else {"validation": validation}
         self.manager.save(
             generation,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    mean=ocp.args.StandardSave(mean),
+                                    mean=ocp.args.StandardSave(run.es.get_mean(es_state)),
                                     meta=ocp.args.JsonSave(meta)),
-            metrics=metrics,
+            metrics=None if validation is None else {"validation": validation},
         )
 
-    def restore_meta(self, step: int) -> dict:
-        return restore_meta(self.manager, step)
-
-    def restore_state(self, step: int, abstract: Any) -> Any:
-        """The state saved at ``step``, given its abstract structure (shapes, dtypes, shardings)."""
-        return restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
+    def restore(self, run: Run) -> tuple[int, Any, Plan | None]:
+        """``(generation, ES state, truncated-ES carry)`` of the latest checkpoint, shaped and
+        sharded like a fresh run's; generation 0 and the initial state without a checkpoint."""
+        fresh = run.initial_state()
+        step = self.manager.latest_step()
+        if step is None:
+            return 0, fresh, None
+        meta = restore_meta(self.manager, step)
+        if meta.get("generation") != step or meta.get("key") != run.key_record(step):
+            raise ValueError(
+                f"checkpoint {step} in {self.out} does not belong to this config (generation or "
+                f"PRNG key differ); choose another --out"
+            )
+        abstract = {"es": jax.tree.map(_abstract, fresh)}
+        carry = None
+        if meta.get("trajectory_start") is not None:
+            carry = truncated.abstract_plan(run, meta["trajectory_start"], fresh)
+            abstract["inner"] = tuple(carry.states)
+        state = restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
+        if carry is not None:
+            carry = carry._replace(states=list(state["inner"]))
+        return step, state["es"], carry
 
     def close(self) -> None:
         self.manager.wait_until_finished()
@@ -133,6 +159,10 @@ def restore(manager: ocp.CheckpointManager, step: int, **items) -> Any:
             f"{str(e).splitlines()[0] if str(e) else ''} -- the checkpoint is corrupted or was "
             f"written by another config or code version; it was left untouched"
         ) from None
+
+
+def _abstract(x) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
 
 
 def _steps(out: str) -> list[int]:
