@@ -24,17 +24,48 @@ def test_help(command, capsys):
     assert "usage: velo" in capsys.readouterr().out
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_subpackages_load_on_first_use_after_import_velo():
+    done = _python(
+        "import sys, velo\n"
+        "assert 'jax' not in sys.modules, 'import velo loaded JAX'\n"
+        "opt = velo.baselines.make('adam')\n"
+        "print(type(opt).__name__, callable(velo.lopt.optax_lopt))\n"
+        "print(velo.evaluation.Protocol.__name__)\n"
+        "velo.nope\n"
+    )
+    expected = ["GradientTransformationExtraArgs", "True", "Protocol"]
+    assert done.stdout.split() == expected, done.stderr
+    assert "AttributeError: module 'velo' has no attribute 'nope'" in done.stderr
+
+
+@pytest.mark.parametrize("module", ["velo.baselines", "velo.train"])
+def test_import_loads_no_tasks_module(module):
+    done = _python(f"import {module}, sys; print(sorted(m for m in sys.modules if m == 'tasks' "
+                   "or m.startswith('tasks.')))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "velo.cli", "info"], capture_output=True,
                          text=True, check=True).stdout
     assert "jax" in out and "checkpoints directory" in out
 
 
+# One compiled chunk of `velo.train.train` (its default chunk is 250 steps): Adam at 1e-3 takes
+# the digits MLP from loss 2.29 to about 0.21 and 97 % test accuracy in these steps.
+CLI_STEPS = 250
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     code = cli.main(["train", "--task", "digits_mlp", "--optimizer", "adam", "--lr", "1e-3",
-                     "--steps", "2000", "--seed", "0", "--out", str(out)])
+                     "--steps", str(CLI_STEPS), "--seed", "0", "--out", str(out)])
     assert code == 0
     return out
 
@@ -42,8 +73,8 @@ def digits_run(tmp_path_factory):
 def test_train_cli_writes_files_and_learns(digits_run):
     record = json.loads((digits_run / "run.json").read_text())
     losses = np.array(record["losses"])
-    assert losses.shape == (2000,)
-    assert losses[-100:].mean() < 0.25 * losses[:10].mean()
+    assert losses.shape == (CLI_STEPS,)
+    assert losses[-25:].mean() < 0.15 * losses[:10].mean()
     assert record["test"]["accuracy"] > 0.9
     assert record["config"]["optimizer"] == "adam"
     assert (digits_run / "curve.png").stat().st_size > 1000

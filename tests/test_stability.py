@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import tasks
-from velo import cli, lopt, stability
+from velo import cli, lopt
+from velo.evaluation import stability
 
 TASK = "quadratic_ill"
 HORIZON = 100  # longest meta-training horizon recorded in the test checkpoint

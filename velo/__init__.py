@@ -1,17 +1,28 @@
 """velo: learned optimizers in JAX.
 
+``import velo`` is cheap: `optax_lopt` and the subpackages `velo.lopt`, `velo.baselines` and
+`velo.evaluation` load on first use, so the command line does not pay for JAX and flax up front.
 `velo` knows nothing of `meta_train`; it uses `tasks` only for its training loop and evaluation.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-__all__ = ["optax_lopt"]
+_SUBPACKAGES = ("baselines", "evaluation", "lopt")
+
+__all__ = ["optax_lopt", *_SUBPACKAGES]
 
 
 def __getattr__(name: str):
-    # Lazy, so `import velo` (and the CLI) does not pay for importing JAX and flax.
     if name == "optax_lopt":
         from velo.lopt import optax_lopt
 
         return optax_lopt
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"velo.{name}")
     raise AttributeError(f"module 'velo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,17 +9,17 @@ wrapped with `optax.with_extra_args_support` and ignore the extra arguments.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tasks import Task
+from velo.types import EvalParamsFn
 
-EvalParamsFn = Callable[[Any, Any], Any]
+if TYPE_CHECKING:  # annotations only: importing velo.train must not load the task zoo
+    from tasks import Task
 
 
 class TrainState(NamedTuple):

@@ -8,7 +8,7 @@ from velo.commands.args import positive_float, positive_int
 
 
 def add_parser(sub) -> None:
-    from velo import stability
+    from velo.evaluation import stability
 
     p = sub.add_parser(
         "stability", help="train the learned optimizer far past each task's budget and check it "
@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from velo import stability
+    from velo.evaluation import stability
 
     check = stability.Check(
         suite=args.suite, steps=args.steps, horizon_factor=args.horizon_factor, seeds=args.seeds,

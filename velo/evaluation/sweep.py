@@ -19,7 +19,8 @@ import optax
 
 import tasks
 from velo import optimizers
-from velo.train import EvalParamsFn, run_steps, start_state
+from velo.train import run_steps, start_state
+from velo.types import EvalParamsFn
 
 # Name of the optimizer-state field in which line searches count their trial forward passes.
 FORWARD_PASSES = "trials"
