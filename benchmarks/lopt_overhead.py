@@ -131,8 +131,8 @@ def state_bytes(state, params):
     leaves = jax.tree.leaves(params)
     state_leaves = jax.tree.leaves(state)
     total = sum(x.nbytes for x in state_leaves)
-    if isinstance(state, lopt.LOptState):
-        groups = [m for m in state.moments if m.second.ndim - 1 >= 2]
+    if isinstance(getattr(state, "inner", None), lopt.ScaleByLOptState):
+        groups = [m for m in state.inner.moments if m.second.ndim - 1 >= 2]
         on_matrices = sum(x.nbytes for m in groups for x in jax.tree.leaves(m))
     else:
         matrices = {x.shape for x in leaves if x.ndim >= 2}

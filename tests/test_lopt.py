@@ -95,7 +95,12 @@ def jitted_update():
 
 def test_presets_and_meta_param_counts():
     sizes = {n: (lopt.preset(n).lstm_size, lopt.preset(n).bank_size) for n in lopt.PRESETS}
-    assert sizes == {"tiny": (32, 8), "small": (64, 32), "velo": (512, 256)}
+    assert sizes == {
+        "tiny": (32, 8), "small": (64, 32), "velo": (512, 256), "v2_tiny": (32, 8), "v2": (64, 32)
+    }
+    assert {n: lopt.preset(n).rule for n in lopt.PRESETS} == {
+        "tiny": "v1", "small": "v1", "velo": "v1", "v2_tiny": "v2", "v2": "v2"
+    }
     counts = {n: lopt.num_meta_params(lopt.preset(n)) for n in lopt.PRESETS}
     assert counts["tiny"] < counts["small"] < counts["velo"]
     assert 2.0e6 < counts["velo"] < 2.6e6  # VeLO's size: about 2.3 M
@@ -122,8 +127,8 @@ def test_trains_every_rank_and_leaves_non_float_leaves_alone(seed_runs):
         assert final[name].dtype == params[name].dtype
         np.testing.assert_array_equal(final[name], params[name])
     assert not np.allclose(final["bias"], 0.0)  # zero-initialised tensors move (scale floor)
-    assert int(state.count) == STEPS and int(state.skipped) == 0
-    assert state.lstm[0].shape == (5, TINY.lstm_size)  # five float tensors
+    assert int(state.inner.count) == STEPS and int(state.skipped) == 0
+    assert state.inner.lstm[0].shape == (5, TINY.lstm_size)  # five float tensors
     assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree.leaves(final))
     assert not np.allclose(out[2][0], out[2][1])  # seeds differ
 
@@ -146,7 +151,7 @@ def test_traced_meta_params_and_num_steps(meta_params):
     def go(mp, num_steps):
         opt = lopt.optax_lopt(num_steps, meta_params=mp, config=TINY)
         _, state, losses = run(opt, small_loss, params, 4)
-        return losses, state.lstm[1]
+        return losses, state.inner.lstm[1]
 
     batched = jax.jit(jax.vmap(go, in_axes=(0, None)))
     losses, lstm = batched(population, jnp.int32(STEPS))
@@ -196,7 +201,7 @@ def test_non_finite_step_changes_nothing_but_the_skip_count(meta_params, bad):
         grads = dict(grads, w=grads["w"].at[3, 2].set(jnp.nan if bad == "grad_nan" else jnp.inf))
     updates, new_state = jitted_update()(meta_params, grads, state, params, loss)
     assert all(not np.any(u) for u in jax.tree.leaves(updates))
-    assert int(new_state.skipped) == 1 and int(new_state.count) == 1
+    assert int(new_state.skipped) == 1 and int(new_state.inner.count) == 1
     jax.tree.map(
         np.testing.assert_array_equal, new_state._replace(skipped=0), state._replace(skipped=0)
     )
@@ -206,7 +211,7 @@ def test_bf16_params_keep_float32_state(meta_params):
     params = small_params(jnp.bfloat16)
     final, state, losses = jitted_run(small_loss)(meta_params, params, 0)
     assert final["w"].dtype == jnp.bfloat16
-    moments = [m for m in state.moments if isinstance(m, TensorMoments)]
+    moments = [m for m in state.inner.moments if isinstance(m, TensorMoments)]
     assert all(x.dtype == jnp.float32 for m in moments for x in jax.tree.leaves(m))
     assert losses[-1] < 0.8 * losses[0]
 

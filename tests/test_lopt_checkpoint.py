@@ -7,7 +7,6 @@ import jax
 import numpy as np
 import pytest
 
-import checkpoints
 from velo import cli, lopt
 from velo.lopt import checkpoint as ckpt
 
@@ -31,7 +30,7 @@ def test_round_trip_is_bit_exact(saved):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     record = json.loads(open(os.path.join(path, "config.json")).read())
-    assert record["feature_version"] == lopt.FEATURE_VERSION
+    assert record["feature_version"] == lopt.rules.feature_version(TINY)
 
 
 def test_relative_path_is_saved_absolute(tmp_path, monkeypatch, saved):
@@ -83,22 +82,36 @@ def test_bad_checkpoints_give_clear_errors(saved, tmp_path):
         lopt.save(str(tmp_path / "wrong"), meta_params, lopt.preset("small"))
 
 
-def test_default_checkpoint_is_used_once_shipped(saved, monkeypatch, recwarn):
+def test_default_checkpoint_is_the_shipped_one(saved, monkeypatch):
     path, meta_params = saved
-    names = checkpoints.names
-    monkeypatch.setattr(checkpoints, "names", lambda: [*names(), ckpt.DEFAULT_CHECKPOINT])
-    monkeypatch.setattr(checkpoints, "path", lambda name: path)
+    names = lopt.shipped.names
+    monkeypatch.setattr(lopt.shipped, "names", lambda: [*names(), ckpt.DEFAULT_CHECKPOINT])
+    monkeypatch.setattr(lopt.shipped, "path", lambda name: path)
     resolved, config = ckpt.resolve(None, None, None)
-    assert config == TINY and not [w for w in recwarn if "untrained" in str(w.message)]
+    assert config == TINY
     jax.tree.map(np.testing.assert_array_equal, resolved, meta_params)
 
 
-def test_untrained_initialisation_warns_while_nothing_is_shipped(monkeypatch):
-    monkeypatch.setattr(checkpoints, "names", lambda: [])
-    with pytest.warns(UserWarning, match="untrained"):
-        resolved, config = ckpt.resolve(None, None, None)
+@pytest.mark.parametrize("name,preset", [("init", "small"), ("init:tiny", "tiny")])
+def test_init_checkpoint_is_the_untrained_initialisation(name, preset):
+    resolved, config = ckpt.resolve(name, None, None)
+    assert config == lopt.preset(preset)
     fresh = lopt.init_meta_params(jax.random.key(0), config)
     jax.tree.map(np.testing.assert_array_equal, resolved, fresh)
+    assert lopt.identity(name).startswith(f"{name} (sha256 ")
+    assert lopt.identity(name) != lopt.identity(None)
+    with pytest.raises(ValueError, match="unknown preset"):
+        ckpt.resolve("init:huge", None, None)
+
+
+def test_checkpoints_record_their_rule_and_feature_version(tmp_path):
+    config = lopt.preset("v2_tiny")
+    path = lopt.save(str(tmp_path / "v2"), lopt.init_meta_params(jax.random.key(1), config), config)
+    record = json.loads(open(os.path.join(path, "config.json")).read())
+    assert record["config"]["rule"] == "v2" and record["feature_version"] == 2
+    assert record["config"]["max_progress"] == 1.0 and lopt.load(path)[1] == config
+    v1 = lopt.load(lopt.locate(None))[1]
+    assert v1.rule == "v1" and lopt.rules.feature_version(v1) == 1
 
 
 def test_velo_train_cli_with_checkpoint(saved, tmp_path, capsys):

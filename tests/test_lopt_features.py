@@ -94,3 +94,22 @@ def test_update_is_relative_to_the_tensor_scale():
     assert 0.5 < rms(base) / (CONFIG.init_step * rms(p)) < 2.0
     # First step: Adam's, -sign(g) (bias-corrected m / sqrt(v)), up to the bank's small noise.
     assert np.corrcoef(np.ravel(base), -np.sign(np.ravel(g)))[0, 1] > 0.95
+
+
+def test_feature_table_is_pinned_to_the_feature_versions():
+    """Renaming, reordering or resizing a feature must come with new feature versions: old
+    meta-parameters would otherwise read the wrong inputs without any error."""
+    import hashlib
+
+    table = (features.ELEMENT_FEATURES, features.SUMMARY.blocks, features.TENSOR_FEATURES.blocks)
+    digest = hashlib.sha256(repr(table).encode()).hexdigest()[:16]
+    assert digest == "facad8786eea438b", "feature table changed: bump the rules' feature_version"
+    assert {n: r.feature_version for n, r in lopt.rules.RULES.items()} == {"v1": 1, "v2": 2}
+    assert len(features.ELEMENT_FEATURES) == len(set(features.ELEMENT_FEATURES)) == 30
+    assert features.element_index("p") == 2 and features.element_index("m1_v") == 7
+    # Consumers index by name, and the widths follow from what is built.
+    assert features.lstm_input_size(CONFIG) == (
+        len(CONFIG.progress_offsets) + 2 * CONFIG.num_loss_emas - 1 + features.NUM_TENSOR_FEATURES
+    )
+    with pytest.raises(ValueError, match="no element feature"):
+        features.element_index("momentum")

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-import checkpoints
+from velo.lopt import shipped
 import tasks
 import velo
 from meta_train import config as meta_config
@@ -20,8 +20,8 @@ NAME = lopt.DEFAULT_CHECKPOINT
 
 @pytest.fixture(scope="module")
 def shipped():
-    assert NAME in checkpoints.names(), f"checkpoints/{NAME} is missing from the package"
-    return lopt.load(checkpoints.path(NAME))
+    assert NAME in shipped.names(), f"checkpoints/{NAME} is missing from the package"
+    return lopt.load(shipped.path(NAME))
 
 
 def test_loads_with_the_config_of_the_code(shipped):
@@ -38,11 +38,11 @@ def test_is_the_default_and_has_a_model_card(shipped):
     meta_params, _, _ = shipped
     default, _ = lopt.checkpoint.resolve(None, None, None)
     jax.tree.map(np.testing.assert_array_equal, default, meta_params)
-    card = open(os.path.join(checkpoints.path(NAME), "README.md")).read()
+    card = open(os.path.join(shipped.path(NAME), "README.md")).read()
     for section in ("velo eval --suite heldout", "velo stability", "Known limitations",
                     "meta_train.png"):
         assert section in card, section
-    assert os.path.isfile(os.path.join(checkpoints.path(NAME), "meta_train.png"))
+    assert os.path.isfile(os.path.join(shipped.path(NAME), "meta_train.png"))
 
 
 def test_velo_info_lists_it(capsys):

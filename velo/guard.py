@@ -45,12 +45,16 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def skip_nonfinite(opt: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+def skip_nonfinite(
+    opt: optax.GradientTransformation, *, require_float_params: bool = True
+) -> optax.GradientTransformationExtraArgs:
     """``opt`` that checks its parameters at init and skips steps with non-finite loss or grads.
 
     Args:
       opt: any optax transform; extra keyword arguments of ``update`` (``loss=``, ``loss_fn=``)
         are passed through.
+      require_float_params: reject non-float parameter leaves at init (`check_float_params`);
+        pass False for an ``opt`` that leaves them alone by itself.
 
     Returns:
       A transform with state `GuardState`. When ``grads`` (or ``loss``, if given) is not finite
@@ -60,7 +64,8 @@ def skip_nonfinite(opt: optax.GradientTransformation) -> optax.GradientTransform
     opt = optax.with_extra_args_support(opt)
 
     def init_fn(params):
-        check_float_params(params)
+        if require_float_params:
+            check_float_params(params)
         return GuardState(opt.init(params), jnp.zeros((), jnp.int32))
 
     def update_fn(grads, state, params=None, **extra_args):

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import jax
 
-    import checkpoints
+    from velo.lopt import shipped
 
     print(f"python {platform.python_version()} on {platform.platform()}")
     for name in PACKAGES:
@@ -27,10 +27,10 @@ def run(args) -> int:
     devices = jax.devices()
     print(f"backend {jax.default_backend()}, {len(devices)} device(s): "
           f"{', '.join(str(d) for d in devices)}")
-    print(f"checkpoints directory: {checkpoints.directory()}")
-    shipped = checkpoints.names()
-    print(f"shipped checkpoints: {'' if shipped else '(none yet)'}")
-    for name in shipped:
+    print(f"checkpoints directory: {shipped.directory()}")
+    names = shipped.names()
+    print(f"shipped checkpoints: {'' if names else '(none yet)'}")
+    for name in names:
         print(f"  {describe(name)}")
     return 0
 
@@ -39,10 +39,9 @@ def describe(name: str) -> str:
     """One line on shipped checkpoint ``name``: size, provenance and where its model card is."""
     import os
 
-    import checkpoints
     from velo import lopt
 
-    path = checkpoints.path(name)
+    path = lopt.shipped.path(name)
     _, config, metadata = lopt.load(path)
     default = " (default)" if name == lopt.DEFAULT_CHECKPOINT else ""
     card = os.path.join(path, "README.md")

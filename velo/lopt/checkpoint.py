@@ -6,28 +6,29 @@ Layout of a checkpoint directory::
     <path>/params/       orbax checkpoint of the meta-parameter pytree
 
 ``config.json`` is written last, so a directory holding it is complete (and is what
-`checkpoints.names()` looks for).
+`shipped.names()` looks for). ``feature_version`` is that of the config's update rule
+(`rules.feature_version`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
-import checkpoints
-from velo.lopt.config import DEFAULT_PRESET, FEATURE_VERSION, Config, preset
+from velo.lopt import rules, shipped
+from velo.lopt.config import DEFAULT_PRESET, Config, preset
 from velo.lopt.init import check_meta_params, init_meta_params, meta_param_shapes
 
 # The shipped checkpoint `optax_lopt` uses when given neither checkpoint= nor meta_params=.
 DEFAULT_CHECKPOINT = "velo_small"
 CONFIG_FILE = "config.json"
+# ``checkpoint="init"`` or ``"init:PRESET"``: the untrained initial meta-parameters of a preset.
+INIT = "init"
 PARAMS_DIR = "params"
 
 
@@ -41,7 +42,7 @@ def save(path: str, meta_params: Any, config: Config, metadata: dict | None = No
     try:
         record = json.dumps(
             {
-                "feature_version": FEATURE_VERSION,
+                "feature_version": rules.feature_version(config),
                 "config": config.to_dict(),
                 "metadata": dict(metadata or {}),
             },
@@ -80,12 +81,14 @@ def load(path: str) -> tuple[Any, Config, dict]:
         metadata = record.get("metadata", {})
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"corrupted checkpoint {config_file}: {err}") from None
-    if version != FEATURE_VERSION:
+    config = Config.from_dict(fields)
+    expected = rules.feature_version(config)
+    if version != expected:
         raise ValueError(
             f"checkpoint {path} was written for feature version {version}, but this velo computes "
-            f"feature version {FEATURE_VERSION}; use a matching velo release or re-train"
+            f"feature version {expected} for rule {config.rule!r}; use a matching velo release "
+            "or re-train"
         )
-    config = Config.from_dict(fields)
     target = meta_param_shapes(config)
     import orbax.checkpoint as ocp
 
@@ -107,8 +110,8 @@ def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> 
     """The ``(meta_params, config)`` that `optax_lopt` runs with.
 
     ``meta_params`` (possibly traced) wins, with ``config`` or the default preset; else
-    ``checkpoint``, a path or a shipped checkpoint's name; else the shipped `DEFAULT_CHECKPOINT`,
-    or, until one ships, the initialisation (with a one-time warning).
+    ``checkpoint``: ``"init"`` / ``"init:PRESET"`` (`init_checkpoint`), a path or a shipped
+    checkpoint's name; else the shipped `DEFAULT_CHECKPOINT`.
     """
     if meta_params is not None:
         if checkpoint is not None:
@@ -116,11 +119,10 @@ def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> 
         config = config if config is not None else preset(DEFAULT_PRESET)
         check_meta_params(meta_params, config)
         return meta_params, config
-    path = locate(checkpoint)
-    if path is None:
-        config = config if config is not None else preset(DEFAULT_PRESET)
-        return _untrained(config), config
-    loaded, saved_config, _ = load(path)
+    if is_init(checkpoint):
+        loaded, saved_config = init_checkpoint(checkpoint)
+    else:
+        loaded, saved_config, _ = load(locate(checkpoint))
     if config is not None and config != saved_config:
         raise ValueError(
             f"checkpoint {checkpoint!r} was saved with {saved_config}, which differs from the "
@@ -129,48 +131,46 @@ def resolve(checkpoint: str | None, meta_params: Any, config: Config | None) -> 
     return loaded, saved_config
 
 
-def locate(checkpoint: str | None) -> str | None:
-    """Directory of ``checkpoint`` (a shipped name or a path); for ``None`` the shipped default,
-    or ``None`` while none ships (`resolve` then uses the untrained initialisation)."""
-    if checkpoint is None:
-        if DEFAULT_CHECKPOINT not in checkpoints.names():
-            return None
-        checkpoint = DEFAULT_CHECKPOINT
-    if checkpoint in checkpoints.names():
-        return checkpoints.path(checkpoint)
+def is_init(checkpoint: str | None) -> bool:
+    """Whether ``checkpoint`` names an untrained initialisation (``"init"``, ``"init:PRESET"``)."""
+    return checkpoint == INIT or (checkpoint or "").startswith(INIT + ":")
+
+
+def init_checkpoint(checkpoint: str) -> tuple[Any, Config]:
+    """``(meta_params, config)`` of ``"init"`` (the default preset's initialisation) or
+    ``"init:PRESET"``: `init_meta_params` at key 0, what meta-training starts from."""
+    name = checkpoint.partition(":")[2] or DEFAULT_PRESET
+    config = preset(name)
+    return init_meta_params(jax.random.key(0), config), config
+
+
+def locate(checkpoint: str | None) -> str:
+    """Directory of ``checkpoint`` (a shipped name or a path); ``None`` is the shipped default."""
+    checkpoint = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
+    if checkpoint in shipped.names():
+        return shipped.path(checkpoint)
     if os.path.isdir(checkpoint):
         return checkpoint
-    shipped = ", ".join(checkpoints.names()) or "(none)"
+    names = ", ".join(shipped.names()) or "(none)"
     raise ValueError(
         f"no checkpoint directory {os.path.abspath(checkpoint)} and no shipped checkpoint named "
-        f"{checkpoint!r}; shipped: {shipped}"
+        f"{checkpoint!r}; shipped: {names}; or use 'init' / 'init:PRESET' for an untrained one"
     )
 
 
 def identity(checkpoint: str | None) -> str:
-    """Which learned optimizer ``checkpoint`` (as `locate` takes it) is: its name and a digest of
-    its weights and config, e.g. ``"velo_small (sha256 0123456789ab)"``, so results made with
-    other weights are told apart; ``"untrained initialisation"`` while no default ships.
+    """Which learned optimizer ``checkpoint`` (as `resolve` takes it) is: its name and a digest
+    of its weights and config, e.g. ``"velo_small (sha256 0123456789ab)"``, so results made
+    with other weights are told apart.
 
     Raises:
       ValueError: the checkpoint does not exist or does not load.
     """
-    path = locate(checkpoint)
-    if path is None:
-        return "untrained initialisation"
-    meta_params, config, _ = load(path)
+    if is_init(checkpoint):
+        meta_params, config = init_checkpoint(checkpoint)
+    else:
+        meta_params, config, _ = load(locate(checkpoint))
     digest = hashlib.sha256(repr(config).encode())
     for leaf in jax.tree.leaves(meta_params):
         digest.update(np.asarray(leaf).tobytes())
     return f"{checkpoint or DEFAULT_CHECKPOINT} (sha256 {digest.hexdigest()[:12]})"
-
-
-@functools.cache
-def _untrained(config: Config) -> Any:
-    warnings.warn(
-        f"no pretrained learned-optimizer checkpoint {DEFAULT_CHECKPOINT!r} is shipped yet; using "
-        "the untrained initialisation (a normalised-momentum method). Pass checkpoint= to use "
-        "meta-trained weights.",
-        stacklevel=4,
-    )
-    return init_meta_params(jax.random.key(0), config)

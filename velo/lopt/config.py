@@ -2,16 +2,23 @@
 
 A `Config` fixes everything that is *not* meta-learned: accumulator decays, feature definitions,
 network sizes and the constants of the update rule. Meta-parameters (see `init.py`) only make
-sense together with the `Config` they were built for, so checkpoints store both, plus
-`FEATURE_VERSION`, which changes whenever the meaning of a feature changes.
+sense together with the `Config` they were built for, so checkpoints store both, plus the
+feature version of the config's update rule (`rules.feature_version`), which changes whenever
+the meaning of a feature or an output changes.
+
+Presets: ``tiny``, ``small`` and ``velo`` use rule ``v1`` (`rule_v1`, VeLO's unbounded rule);
+``v2_tiny`` and ``v2`` use rule ``v2`` (`rule_v2`, bounded by construction).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
-# Bump when a feature's definition or order changes: old meta-parameters then read wrong inputs.
-FEATURE_VERSION = 1
+# The update rules `Config.rule` may name (`rules.RULES` holds them).
+RULE_NAMES = ("v1", "v2")
+# The newest rule's feature version (`rules.feature_version` gives any config's).
+FEATURE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +43,18 @@ class Config:
       max_direction: |d * exp(mag_mult * m)| is clipped to this, bounding one step in units of
         the tensor's scale.
       init_noise: relative spread of the bank members around the hand-designed initial MLP.
+      rule: the update rule, ``"v1"`` or ``"v2"``. The fields below are read by rule v2 only.
+      step_bound: b in the learned step modulation exp(b * tanh(u)): the LSTM can scale each
+        tensor's scheduled step by at most exp(+-b).
+      warmup_fraction: the prior schedule rises linearly over this fraction of ``num_steps``...
+      final_step_fraction: ...then decays by a half cosine to this fraction of `init_step` at
+        ``num_steps``, and holds it after.
+      max_progress: the fraction of training done that the progress features see is capped here
+        (v1: no cap), so a run longer than planned shows the LSTM nothing new.
+      orthogonalize: replace the direction of every 2-D tensor by its Newton-Schulz
+        orthogonalisation (Muon's quintic) before normalising it.
+      adam_for_vectors: tensors of rank < 2 (biases, norms) step along Adam's direction
+        m / sqrt(v), not the MLP's, at the same scheduled step.
     """
 
     lstm_size: int = 64
@@ -52,6 +71,13 @@ class Config:
     param_scale_floor: float = 0.01
     max_direction: float = 10.0
     init_noise: float = 0.05
+    rule: str = "v1"
+    step_bound: float = math.log(10.0)
+    warmup_fraction: float = 0.05
+    final_step_fraction: float = 0.02
+    max_progress: float = math.inf
+    orthogonalize: bool = False
+    adam_for_vectors: bool = False
 
     def __post_init__(self):
         for name in ("lstm_size", "bank_size", "mlp_hidden", "num_loss_emas"):
@@ -65,15 +91,19 @@ class Config:
         decays = (*self.momentum_decays, *self.factored_decays, self.second_moment_decay)
         if not all(0.0 < d < 1.0 for d in decays):
             raise ValueError(f"every decay must lie in (0, 1), got {decays}")
-        for name in ("init_step", "param_scale_floor", "max_direction", "min_loss_half_life"):
+        for name in ("init_step", "param_scale_floor", "max_direction", "min_loss_half_life",
+                     "step_bound", "final_step_fraction", "max_progress"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)}")
+        if self.rule not in RULE_NAMES:
+            raise ValueError(f"Config.rule must be one of {RULE_NAMES}, got {self.rule!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"Config.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
 
     def to_dict(self) -> dict:
-        """JSON-ready fields (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        """JSON-ready fields (tuples become lists; an infinite float becomes the string "inf",
+        since strict JSON has no Infinity)."""
+        return {k: _to_json(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, fields: dict) -> Config:
@@ -85,20 +115,38 @@ class Config:
                 f"config has fields this version of velo does not know: {', '.join(unknown)}; "
                 "upgrade velo or re-save the checkpoint"
             )
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        return cls(**{k: _from_json(v) for k, v in fields.items()})
+
+
+def _to_json(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return "inf" if isinstance(value, float) and math.isinf(value) else value
+
+
+def _from_json(value):
+    if isinstance(value, list):
+        return tuple(value)
+    return math.inf if value == "inf" else value
+
+
+_V2 = dict(rule="v2", max_progress=1.0, progress_offsets=(0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0))
 
 
 PRESETS: dict[str, Config] = {
     "tiny": Config(lstm_size=32, bank_size=8),
     "small": Config(lstm_size=64, bank_size=32),
     "velo": Config(lstm_size=512, bank_size=256),
+    "v2_tiny": Config(lstm_size=32, bank_size=8, **_V2),
+    "v2": Config(lstm_size=64, bank_size=32, **_V2),
 }
 DEFAULT_PRESET = "small"
 
 
 def preset(name: str) -> Config:
-    """The named preset: ``"tiny"`` (LSTM 32, bank 8), ``"small"`` (64, 32; the default, about
-    VeLO-S) or ``"velo"`` (512, 256: VeLO's sizes)."""
+    """The named preset: rule v1 at ``"tiny"`` (LSTM 32, bank 8), ``"small"`` (64, 32; the
+    default, about VeLO-S) or ``"velo"`` (512, 256: VeLO's sizes); rule v2 at ``"v2_tiny"``
+    (32, 8) or ``"v2"`` (64, 32)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -17,6 +17,7 @@ fixed, keeps results deterministic and identical sharded or not.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -25,18 +26,81 @@ import numpy as np
 
 from velo.lopt.accumulators import TensorMoments, debias, second_moment_scale, stacked
 from velo.lopt.config import Config
+from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, loss_features
 
-NUM_ELEMENT_FEATURES = 30
-# Features [0, PER_ELEMENT) vary per element; then 6 row-factor and 6 column-factor features.
-PER_ELEMENT = 18
-ROW_FEATURES = slice(18, 24)
-COL_FEATURES = slice(24, 30)
+# The feature table: every input of the per-parameter MLP and of the LSTM, by name, in order.
+# Consumers index by name (`element_index`, `SUMMARY[...]`, `TENSOR_FEATURES[...]`); changing a
+# name, its meaning or the order changes `config.FEATURE_VERSION` (a test pins the table).
+# Decays are numbered 1-3 (fast to slow); "_v" divides by sqrt(second moment), "_f" by the
+# square root of the Adafactor estimate at the same decay.
+PER_ELEMENT_FEATURES = (
+    "g", "g_clipped", "p", "m1", "m2", "m3", "v",
+    "m1_v", "m2_v", "m3_v", "rsqrt_v", "g_v",
+    "g_f1", "g_f2", "g_f3", "m1_f1", "m2_f2", "m3_f3",
+)  # fmt: skip
+ROW_FACTOR_FEATURES = ("row1", "row2", "row3", "rsqrt_row1", "rsqrt_row2", "rsqrt_row3")
+COL_FACTOR_FEATURES = ("col1", "col2", "col3", "rsqrt_col1", "rsqrt_col2", "rsqrt_col3")
+ELEMENT_FEATURES = PER_ELEMENT_FEATURES + ROW_FACTOR_FEATURES + COL_FACTOR_FEATURES
+NUM_ELEMENT_FEATURES = len(ELEMENT_FEATURES)
+PER_ELEMENT = len(PER_ELEMENT_FEATURES)
+ROW_FEATURES = slice(PER_ELEMENT, PER_ELEMENT + len(ROW_FACTOR_FEATURES))
+COL_FEATURES = slice(ROW_FEATURES.stop, NUM_ELEMENT_FEATURES)
 STATS_SAMPLE = 1 << 15
-NUM_TENSOR_FEATURES = 16
 MAX_RANK = 4
-# `tensor_summary` layout: 22 sample means, 12 factor means, 3 slow-moment means, 6 static.
-_SLOW = 4 + NUM_ELEMENT_FEATURES
-SUMMARY_SIZE = _SLOW + 3 + MAX_RANK + 2
+
+
+def element_index(name: str) -> int:
+    """Position of element feature ``name`` in `ELEMENT_FEATURES`."""
+    if name not in ELEMENT_FEATURES:
+        raise ValueError(f"no element feature {name!r}; known: {', '.join(ELEMENT_FEATURES)}")
+    return ELEMENT_FEATURES.index(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Named contiguous blocks of a feature vector: ``((name, width), ...)``."""
+
+    blocks: tuple[tuple[str, int], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(width for _, width in self.blocks)
+
+    def __getitem__(self, name: str) -> slice:
+        start = 0
+        for block, width in self.blocks:
+            if block == name:
+                return slice(start, start + width)
+            start += width
+        raise KeyError(f"no block {name!r} in {[b for b, _ in self.blocks]}")
+
+
+# `tensor_summary`: means over (a sample of) the tensor, of the factor vectors, and static facts.
+SUMMARY = Layout(
+    (
+        ("mean_p", 1),
+        ("mean_m", 3),
+        ("mean_square", NUM_ELEMENT_FEATURES),  # of every element feature, in table order
+        ("slow", 3),  # sqrt, value and log of the slow factored second moment
+        ("rank", MAX_RANK + 1),  # one-hot of min(rank, MAX_RANK)
+        ("log_size", 1),
+    )
+)
+# The per-tensor LSTM inputs `summary_features` makes from a summary.
+TENSOR_FEATURES = Layout(
+    (
+        ("p_mean", 1),  # mean(p) / RMS(p)
+        ("p_variance", 1),  # var(p) / mean(p**2)
+        ("log_m_ms", 3),  # log mean(m**2), squashed
+        ("m_mean_ratio", 3),  # mean(m)**2 / mean(m**2)
+        ("slow_spread", 1),  # log(mean(sqrt(v_slow))**2 / mean(v_slow)), squashed
+        ("slow_log_gap", 1),  # mean(log v_slow) - log mean(v_slow), scaled
+        ("rank", MAX_RANK + 1),
+        ("log_size", 1),
+    )
+)
+NUM_TENSOR_FEATURES = TENSOR_FEATURES.size
+SUMMARY_SIZE = SUMMARY.size
 # Relative epsilon under rsqrt: second moments are O(1) after dividing by s.
 _EPS = 1e-10
 _TINY = 1e-30
@@ -97,26 +161,24 @@ def element_inputs(
 
 
 def element_features(x: ElementInputs) -> list[jax.Array]:
-    """The per-parameter MLP's 30 raw inputs (before RMS normalisation), each broadcastable to S.
+    """The per-parameter MLP's raw inputs (before RMS normalisation), in `ELEMENT_FEATURES`
+    order, each broadcastable to S.
 
-    Per element (18): g, clipped preconditioned g, p, 3 momenta, second moment,
-    3 momenta / sqrt(second), rsqrt(second), g / sqrt(second), 3 g / sqrt(factored),
-    3 momenta / sqrt(factored). Row factors (6): 3 rows, 3 rsqrt(rows). Column factors (6):
-    3 columns, 3 rsqrt(columns) (`factor_features`). Below rank 2 the "factors" are the full
-    second moments.
-
-    Only one transcendental per element (rsqrt of the second moment): the factored ones are
-    products of rsqrts of the small row and column vectors.
+    Below rank 2 the row and column "factors" are the full second moments. Only one
+    transcendental per element (rsqrt of the second moment): the factored ones are products of
+    rsqrts of the small row and column vectors.
     """
     r = jax.lax.rsqrt(x.second + _EPS)
     feats = [x.g, jnp.clip(x.g * r, -1.0, 1.0), x.p, *x.momenta, x.second]
     feats += [*(x.momenta * r), r, x.g * r, *(x.g * x.inv_factored)]
     feats += [*(x.momenta * x.inv_factored)]
-    return feats + [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
+    feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
+    assert len(feats) == NUM_ELEMENT_FEATURES, "element_features disagrees with the table"
+    return feats
 
 
 def factor_features(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
-    """Features 18-23 (row factors) and 24-29 (column factors), each stacked: ``[6, ...]``."""
+    """The `ROW_FEATURES` and `COL_FEATURES` of the table, each stacked: ``[6, ...]``."""
     return (
         jnp.concatenate([x.rows, x.inv_rows]),
         jnp.concatenate([x.cols, x.inv_cols]),
@@ -134,7 +196,7 @@ def tensor_summary(x: ElementInputs) -> jax.Array:
     # Sample the inputs, not the features: the full-size features then have a single consumer
     # (the elementwise update pass), so XLA fuses them there instead of materialising them.
     sample = _sample(x, shape)
-    channels = [sample.p, *sample.momenta]
+    channels = [sample.p, *sample.momenta]  # SUMMARY's "mean_p" and "mean_m"
     channels += [jnp.square(f) for f in element_features(sample)[:PER_ELEMENT]]
     # The mean of a broadcast factor over the tensor is its own mean.
     rows, cols = factor_features(x)
@@ -142,7 +204,9 @@ def tensor_summary(x: ElementInputs) -> jax.Array:
     slow = jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + _EPS)])
     rank = min(len(shape), MAX_RANK)
     static = [float(rank == r) for r in range(MAX_RANK + 1)] + [np.log1p(x.p.size) / 10.0]
-    return jnp.concatenate(
+    # `SUMMARY` order: the sample means hold mean_p, mean_m and the per-element squares, and
+    # the factor squares follow them, completing "mean_square" in table order.
+    summary = jnp.concatenate(
         [
             _means(channels),
             _mean_per_row(jnp.square(rows)),
@@ -151,29 +215,34 @@ def tensor_summary(x: ElementInputs) -> jax.Array:
             jnp.asarray(static, jnp.float32),
         ]
     )
+    assert summary.shape == (SUMMARY_SIZE,), "tensor_summary disagrees with SUMMARY"
+    return summary
 
 
 def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
     """From ``[..., SUMMARY_SIZE]`` summaries (`tensor_summary`):
 
     Returns:
-      ``[..., NUM_TENSOR_FEATURES]`` LSTM inputs (rank one-hot and size included) and
+      ``[..., NUM_TENSOR_FEATURES]`` LSTM inputs (`TENSOR_FEATURES`) and
       ``[..., NUM_ELEMENT_FEATURES]`` RMS of each element feature, used to normalise them.
     """
-    p_mean, m_mean = summary[..., 0], summary[..., 1:4]
-    squares = summary[..., 4 : 4 + NUM_ELEMENT_FEATURES]
-    p_ms, m_ms = squares[..., 2], squares[..., 3:6]
-    sqrt_slow, slow, log_slow = (summary[..., _SLOW + i] for i in range(3))
-    lstm = [
-        (p_mean * jax.lax.rsqrt(p_ms + _TINY))[..., None],
-        ((p_ms - jnp.square(p_mean)) / (p_ms + _TINY))[..., None],
-        _log_ratio(m_ms, 1.0),
-        jnp.square(m_mean) / (m_ms + _TINY),
-        _log_ratio(jnp.square(sqrt_slow), slow)[..., None],
-        ((log_slow - jnp.log(slow + _EPS)) / 5.0)[..., None],
-        summary[..., _SLOW + 3 :],
-    ]
-    return jnp.concatenate(lstm, axis=-1), jnp.sqrt(squares + _TINY)
+    p_mean, m_mean = summary[..., SUMMARY["mean_p"]], summary[..., SUMMARY["mean_m"]]
+    squares = summary[..., SUMMARY["mean_square"]]
+    p_ms = squares[..., element_index("p"), None]
+    m_ms = squares[..., [element_index(f"m{i}") for i in (1, 2, 3)]]
+    sqrt_slow, slow, log_slow = jnp.moveaxis(summary[..., SUMMARY["slow"]], -1, 0)
+    lstm = {
+        "p_mean": p_mean * jax.lax.rsqrt(p_ms + _TINY),
+        "p_variance": (p_ms - jnp.square(p_mean)) / (p_ms + _TINY),
+        "log_m_ms": _log_ratio(m_ms, 1.0),
+        "m_mean_ratio": jnp.square(m_mean) / (m_ms + _TINY),
+        "slow_spread": _log_ratio(jnp.square(sqrt_slow), slow)[..., None],
+        "slow_log_gap": ((log_slow - jnp.log(slow + _EPS)) / 5.0)[..., None],
+        "rank": summary[..., SUMMARY["rank"]],
+        "log_size": summary[..., SUMMARY["log_size"]],
+    }
+    assert tuple(lstm) == tuple(name for name, _ in TENSOR_FEATURES.blocks)
+    return jnp.concatenate(list(lstm.values()), axis=-1), jnp.sqrt(squares + _TINY)
 
 
 def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
@@ -215,11 +284,27 @@ def _log_ratio(num, den):
 
 
 def progress_features(count: jax.Array, num_steps, config: Config) -> jax.Array:
-    """``[len(progress_offsets)]`` tanh(10 (t/T - s)) for t = ``count``, T = ``num_steps``."""
+    """``[len(progress_offsets)]`` tanh(10 (f - s)) for f = min(t/T, `max_progress`),
+    t = ``count``, T = ``num_steps``."""
     frac = count.astype(jnp.float32) / jnp.asarray(num_steps, jnp.float32)
+    frac = jnp.minimum(frac, config.max_progress)
     return jnp.tanh(10.0 * (frac - jnp.asarray(config.progress_offsets, jnp.float32)))
 
 
+def global_features(
+    count: jax.Array, num_steps, losses: LossBuffer, decays: jax.Array, config: Config
+) -> jax.Array:
+    """The LSTM inputs every tensor shares: training progress after ``count`` steps, then the
+    loss features of ``losses`` (which has seen ``count + 1`` losses)."""
+    return jnp.concatenate(
+        [progress_features(count, num_steps, config), loss_features(losses, count + 1, decays)]
+    )
+
+
 def lstm_input_size(config: Config) -> int:
-    """Width of the LSTM input: progress, loss and per-tensor features."""
-    return len(config.progress_offsets) + 2 * config.num_loss_emas - 1 + NUM_TENSOR_FEATURES
+    """Width of the LSTM input, read off what `global_features` and `summary_features` build."""
+    zero = jnp.zeros((), jnp.int32)
+    shared = jax.eval_shape(
+        lambda: global_features(zero, 1, init_loss_buffer(config), loss_decays(1, config), config)
+    )
+    return shared.shape[0] + NUM_TENSOR_FEATURES

@@ -2,8 +2,14 @@
 
 Each tensor's input is embedded, then given model-wide context by adding a max-pool over all
 tensors of a second embedding (DeepSets). The LSTM output drives two heads: softmax mixing
-weights over the bank of per-parameter MLP weight sets, and the tensor's log step multiplier
-(exp-parameterised, so the step is positive and its scale is learned in log space).
+weights over the bank of per-parameter MLP weight sets, and one scalar per tensor, its step
+output, which the update rule turns into a step size (rule v1: a log step; rule v2: a bounded
+modulation of a prior schedule).
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022,
+  https://arxiv.org/abs/2211.09760
+  Zaheer et al., "Deep Sets", 2017, https://arxiv.org/abs/1703.06114
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from velo.lopt import rules
 from velo.lopt.config import Config
 
 Carry = tuple[jax.Array, jax.Array]
@@ -22,13 +29,14 @@ Carry = tuple[jax.Array, jax.Array]
 class Hypernet(nn.Module):
     """Inputs ``[n_tensors, F]`` and LSTM carry ``(c, h)``, each ``[n_tensors, lstm_size]``.
 
-    Returns the new carry, ``[n_tensors, bank_size]`` mixing logits and ``[n_tensors]`` log step
-    multipliers.
+    Returns the new carry, ``[n_tensors, bank_size]`` mixing logits and ``[n_tensors]`` step
+    outputs (layer `step_head`, bias initialised to `step_bias`).
     """
 
     lstm_size: int
     bank_size: int
-    init_step: float
+    step_head: str
+    step_bias: float
     head_scale: float = 0.01
 
     @nn.compact
@@ -41,17 +49,18 @@ class Hypernet(nn.Module):
         # barely modulated by the (random) LSTM until meta-training shapes it.
         small = nn.initializers.normal(self.head_scale / math.sqrt(self.lstm_size))
         logits = nn.Dense(self.bank_size, kernel_init=small, name="mix")(out)
-        log_step = nn.Dense(
+        step = nn.Dense(
             1,
             kernel_init=small,
-            bias_init=nn.initializers.constant(math.log(self.init_step)),
-            name="log_step",
+            bias_init=nn.initializers.constant(self.step_bias),
+            name=self.step_head,
         )(out)[:, 0]
-        return carry, logits, log_step
+        return carry, logits, step
 
 
 def make_hypernet(config: Config) -> Hypernet:
-    return Hypernet(config.lstm_size, config.bank_size, config.init_step)
+    rule = rules.get(config)
+    return Hypernet(config.lstm_size, config.bank_size, rule.step_head, rule.step_bias(config))
 
 
 def zero_carry(num_tensors: int, config: Config) -> Carry:

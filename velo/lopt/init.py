@@ -2,9 +2,14 @@
 
 ``init_meta_params`` returns ``{"hypernet": flax params, "bank": {w1, b1, w2, b2, w3, b3}}``.
 The bank is scattered around an MLP that outputs the RMS-normalised preconditioned momentum
-(see `param_mlp.init_bank`) and the step head starts at `Config.init_step`, so the initial
-optimizer is a per-tensor normalised Adam-like method with relative steps; evolution starts
-from there rather than from noise.
+(see `param_mlp.init_bank`) and the step head starts at the rule's initial step (`init_step`
+per step, on rule v2 times its prior schedule), so the initial optimizer is a per-tensor
+normalised Adam-like method with relative steps; evolution starts from there rather than from
+noise.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022,
+  https://arxiv.org/abs/2211.09760
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""The per-parameter MLP: RMS-normalised features -> (direction d, log-magnitude m), per element.
+"""The per-parameter MLP: RMS-normalised features -> its outputs per element (rule v1: direction d
+and log-magnitude m; rule v2: direction d).
 
 Its weights are emitted per tensor by the hypernetwork as a softmax mix over a bank of K weight
 sets. The MLP is written out unit by unit on per-feature arrays rather than as a matmul over a
 stacked ``[..., 30]`` array, so XLA fuses feature construction and the whole MLP into a single
 elementwise loop that never materialises the features.
+
+References:
+  Metz et al., "VeLO: Training Versatile Learned Optimizers by Scaling Up", 2022,
+  https://arxiv.org/abs/2211.09760
 """
 
 from __future__ import annotations
@@ -23,20 +28,22 @@ from velo.lopt.features import (
     ROW_FEATURES,
     ElementInputs,
     element_features,
+    element_index,
     factor_features,
 )
+from velo.lopt.rules import get as get_rule
 
-# Index in `features.element_features` of the first momentum divided by sqrt(second moment):
-# Adam's direction, which the initial MLP passes through.
-PRECONDITIONED_MOMENTUM = 7
+# Adam's direction (fast momentum over the root second moment): the initial MLP passes it through.
+PASS_THROUGH_FEATURE = "m1_v"
 
 
 class MLPWeights(NamedTuple):
     """Weights of one MLP (or a stack of them, with leading axes).
 
     Attributes:
-      w1: ``[F, H]``; b1: ``[H]``; w2: ``[H, H]``; b2: ``[H]``; w3: ``[H, 2]``; b3: ``[2]``.
-      Output 0 is the direction d, output 1 the log-magnitude m.
+      w1: ``[F, H]``; b1: ``[H]``; w2: ``[H, H]``; b2: ``[H]``; w3: ``[H, O]``; b3: ``[O]``,
+      O = the rule's `num_outputs`. Output 0 is the direction d (rule v1: output 1 is the
+      log-magnitude m).
     """
 
     w1: jax.Array
@@ -51,27 +58,28 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
     """``[bank_size, ...]`` weight sets scattered around a hand-designed MLP.
 
     The hand-designed MLP outputs d = normalised preconditioned momentum exactly (hidden units
-    0 and 1 carry relu(x) and relu(-x); d = h0 - h1) and m = 0, i.e. a normalised Adam-like step.
+    0 and 1 carry relu(x) and relu(-x); d = h0 - h1) and any other output 0, i.e. a normalised
+    Adam-like step.
     Its remaining hidden units get fan-in scaled random input weights and zero output weights, so
     meta-training can recruit them. Each bank member adds ``init_noise``-scaled noise.
     """
-    f, h = NUM_ELEMENT_FEATURES, config.mlp_hidden
+    f, h, o = NUM_ELEMENT_FEATURES, config.mlp_hidden, get_rule(config).num_outputs
     if h < 2:
         raise ValueError(f"Config.mlp_hidden must be >= 2 for the initial MLP, got {h}")
     base_key, noise_key = jax.random.split(key)
     k1, k2 = jax.random.split(base_key)
     # Pass-through path: units 0 and 1 of both hidden layers; the rest is random and unused.
     w1_fixed, w1_free = np.zeros((f, h), np.float32), np.ones((f, h), np.float32)
-    w1_fixed[PRECONDITIONED_MOMENTUM, :2] = (1.0, -1.0)
+    w1_fixed[element_index(PASS_THROUGH_FEATURE), :2] = (1.0, -1.0)
     w1_free[:, :2] = 0.0
     w2_fixed, w2_free = np.zeros((h, h), np.float32), np.ones((h, h), np.float32)
     w2_fixed[0, 0] = w2_fixed[1, 1] = 1.0
     w2_free[:2, :] = w2_free[:, :2] = 0.0
-    w3 = np.zeros((h, 2), np.float32)
+    w3 = np.zeros((h, o), np.float32)
     w3[0, 0], w3[1, 0] = 1.0, -1.0
     w1 = w1_fixed + w1_free * jax.random.normal(k1, (f, h)) / math.sqrt(f)
     w2 = w2_fixed + w2_free * jax.random.normal(k2, (h, h)) / math.sqrt(h)
-    base = MLPWeights(w1, jnp.zeros(h), w2, jnp.zeros(h), w3, jnp.zeros(2))
+    base = MLPWeights(w1, jnp.zeros(h), w2, jnp.zeros(h), w3, jnp.zeros(o))
     keys = jax.random.split(noise_key, len(base))
 
     def scatter(k, w):
@@ -98,7 +106,8 @@ def apply(weights: MLPWeights, x: ElementInputs, feature_rms: jax.Array):
         normalisation costs nothing per element.
 
     Returns:
-      ``(d, m)``, each of the tensor's shape.
+      The outputs (``[d, m]`` for rule v1, ``[d]`` for v2), each broadcastable to the tensor's
+      shape.
     """
     w1 = weights.w1 / feature_rms[:, None]
     # The row and column features' share of every hidden unit is one small matmul on the factor
@@ -116,8 +125,7 @@ def apply(weights: MLPWeights, x: ElementInputs, feature_rms: jax.Array):
         for j in range(w1.shape[1])
     ]
     hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
-    d, m = (_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(2))
-    return d, m
+    return [_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(weights.w3.shape[1])]
 
 
 def _dense(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
