@@ -26,13 +26,12 @@ def add_parser(sub) -> None:
 
 
 def list_tasks(args: argparse.Namespace) -> int:
-    from tasks.heldout import HELDOUT, QUICK
     from tasks.registry import NAMED
+    from tasks.suites import SUITES
 
     print(f"{'name':26s} {'family':12s} {'dataset':9s} {'steps':>5s}  suites")
     for name, (spec, steps) in sorted(NAMED.items()):
-        suites = ", ".join(s for s, members in (("heldout", HELDOUT), ("quick", QUICK))
-                           if name in members)
+        suites = ", ".join(s for s, members in SUITES.items() if name in members)
         print(f"{name:26s} {spec.family:12s} {spec.dataset:9s} {steps:5d}  {suites}")
     return 0
 

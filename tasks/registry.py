@@ -8,16 +8,17 @@ from typing import Any
 from tasks.base import Task
 from tasks.build import DEFAULT_STEPS, make_task
 from tasks.heldout import HELDOUT
+from tasks.long import LONG
 from tasks.spec import TaskSpec
 
 DIGITS_MLP = TaskSpec("mlp", "digits8", {"hidden": [128], "activation": "relu"}, 128)
 
-NAMED: dict[str, tuple[TaskSpec, int]] = {"digits_mlp": (DIGITS_MLP, 2000), **HELDOUT}
+NAMED: dict[str, tuple[TaskSpec, int]] = {"digits_mlp": (DIGITS_MLP, 2000), **HELDOUT, **LONG}
 _NAME_OF = {spec: name for name, (spec, _) in NAMED.items()}
 
 
 def names() -> list[str]:
-    """Sorted names of every named task: ``digits_mlp`` and the held-out suite."""
+    """Sorted names of every named task: ``digits_mlp``, the held-out and the long suite."""
     return sorted(NAMED)
 
 

@@ -137,7 +137,8 @@ def test_quality_targets_against_default_and_tuned_adam():
     assert 85 < m["t1"]["y"].steps_to_adam < 95 and metrics.reaches_adam(m["t1"]["y"])
     assert m["t1"]["z"].steps_to_adam == 1.0 and not metrics.reaches_adam(m["t1"]["z"])
     assert m["t1"]["x"].steps_to_adam is None and m["t2"]["y"].steps_to_adam is None
-    summary = aggregate.summarize(m)
+    summary = aggregate.summarize(m, {t: metrics.resampled_metrics(s, budget, 0.95)
+                                      for t, s in tasks_.items()})
     rates = {n: (s.beats_default_adam_rate, s.reaches_adam_rate) for n, s in summary.items()}
     assert rates == {"adam": (0.5, None), "x": (1.0, 0.5), "y": (0.5, 0.5), "z": (0.0, 0.0)}
     with pytest.raises(ValueError, match="lacks its default 0.001"):
@@ -188,12 +189,16 @@ def test_evaluate_writes_every_output(evaluated, protocol):
     assert sweeps["adam"]["identity"] == f"adam at learning rates {grid}" and 1e-3 in grid
     assert np.array(sweeps["adam"]["losses"]).shape == (7, 2, 200)  # reference: 2x the budget
     assert np.array(sweeps["salsa"]["losses"]).shape == (1, 2, 100)
-    for png in ("loss_curves.png", "speedup.png"):
+    for png in ("loss_curves.png", "speedup.png", "speedup_families.png"):
         assert (out / png).stat().st_size > 5000
     rows = (out / "summary.csv").read_text().splitlines()
-    assert rows[0].startswith("task,optimizer,learning_rate") and len(rows) == 4
+    assert rows[0].startswith("task,optimizer,family,learning_rate") and len(rows) == 7
     assert ",beats_default_adam," in rows[0] and ",reaches_adam," in rows[0]
+    assert [r.split(",")[:3] for r in rows[1:]] == [
+        [TASK, "adam", "mlp"], [TASK, "salsa", "mlp"], [TASK, "velo", "mlp"],
+        ["ALL", "adam", ""], ["ALL", "salsa", ""], ["ALL", "velo", ""]]
     report = (out / "report.md").read_text()
+    assert "adamw_cosine was not run, so there is no second reference" in report
     assert "| salsa |" in report and "| velo |" in report and "loss_curves.png" in report
     assert "| beats Adam 1e-3 | reaches Adam |" in report and "| beats Adam 1e-3 |" in report
     assert f"Learned optimizer: {learned}" in report
@@ -236,17 +241,40 @@ def copy_of(evaluated, tmp_path, monkeypatch):
 
 
 def test_added_optimizer_runs_only_its_sweeps(copy_of, protocol):
+    """Adding the second reference runs only its sweep, cached under its grid; the report gets
+    its columns and names the stronger baseline."""
     out, ran = copy_of
-    more = dataclasses.replace(protocol, optimizers=(*protocol.optimizers, "sgd"))
+    more = dataclasses.replace(protocol, optimizers=(*protocol.optimizers, "adamw_cosine"))
     result = evaluate(more, out)
-    assert ran == [(TASK, "sgd", None)] and result.ran == [(TASK, "sgd")]
+    assert ran == [(TASK, "adamw_cosine", None)] and result.ran == [(TASK, "adamw_cosine")]
     assert result.reused == [(TASK, "adam"), (TASK, "salsa"), (TASK, "velo")]
-    assert list(result.metrics[TASK]) == ["adam", "salsa", "velo", "sgd"]
-    # Back to the first optimizers: nothing runs, the report drops sgd, the record keeps it.
+    assert list(result.metrics[TASK]) == ["adam", "salsa", "velo", "adamw_cosine"]
+    sweeps = json.loads(open(result.files["results"]).read())["tasks"][TASK]["sweeps"]
+    grid = learning_rates("adamw_cosine", protocol)
+    assert sweeps["adamw_cosine"]["identity"] == f"adamw_cosine at learning rates {grid}"
+    report = open(result.files["report"]).read()
+    assert f"| {TASK} | mlp | {result.metrics[TASK]['adam'].final_loss:.4g} | 2 | adam |" in report
+    assert "| velo | 100% [100%, 100%] |" in report.split("against tuned adamw_cosine")[1]
+    assert result.metrics[TASK]["velo"].cosine_speedup_censored  # flat 2.0: velo got lower
+    # Back to the first optimizers: nothing runs, the report drops it, the record keeps it.
     fewer = evaluate(protocol, out)
     assert len(ran) == 1 and list(fewer.metrics[TASK]) == ["adam", "salsa", "velo"]
-    assert "| sgd |" not in open(fewer.files["report"]).read()
-    assert "sgd" in json.loads(open(fewer.files["results"]).read())["tasks"][TASK]["sweeps"]
+    report = open(fewer.files["report"]).read()
+    assert "| adamw_cosine |" not in report and "adamw_cosine was not run" in report
+    assert "adamw_cosine" in json.loads(open(fewer.files["results"]).read())["tasks"][TASK][
+        "sweeps"]
+
+
+def test_untrained_initialisation_by_name(copy_of, protocol):
+    """``--checkpoint init:PRESET`` runs a preset's initial meta-parameters, under their own
+    identity, against the stored baselines."""
+    out, ran = copy_of
+    argv = ["eval", "--suite", TASK, "--optimizers", "adam,salsa,velo", "--steps", "100",
+            "--seeds", "2", "--grid-size", "7", "--checkpoint", "init:tiny", "--out", out]
+    assert cli.main(argv) == 0 and ran == [(TASK, "velo", "init:tiny")]
+    record = json.loads(open(f"{out}/results.json").read())
+    assert record["tasks"][TASK]["sweeps"]["velo"]["identity"] == lopt.identity("init:tiny")
+    assert "Learned optimizer: init:tiny (sha256" in open(f"{out}/report.md").read()
 
 
 def test_other_learned_optimizer_reruns_only_velo(copy_of, protocol, tmp_path):
@@ -291,6 +319,8 @@ def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
     (["--suite", TASK, "--optimizers", "adam", "--checkpoint", "x"], "add 'velo'"),
     (["--suite", TASK, "--optimizers", "velo", "--checkpoint", "/nonexistent/ckpt"],
      "no checkpoint directory"),
+    (["--suite", TASK, "--optimizers", "velo", "--checkpoint", "init:nope"],
+     "unknown preset 'nope'"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
     assert cli.main(["eval", *argv, "--out", str(tmp_path / "o")]) == 2

@@ -14,10 +14,13 @@ def add_parser(sub) -> None:
         "eval", help="compare optimizers on a task suite (tuned baselines, speed-up over Adam)"
     )
     p.add_argument("--suite", required=True,
-                   help="heldout, quick, or task names separated by commas")
+                   help="heldout, quick, long, or task names separated by commas")
     p.add_argument("--optimizers", required=True,
-                   help="comma-separated, e.g. velo,adam,radam,lion,salsa (adam is always run)")
-    p.add_argument("--checkpoint", default=None, help="learned-optimizer checkpoint path or name")
+                   help="comma-separated, e.g. velo,adam,adamw_cosine,lion,salsa (adam is always "
+                        "run; adamw_cosine is the second reference)")
+    p.add_argument("--checkpoint", default=None,
+                   help="learned-optimizer checkpoint: a path, a shipped name, or 'init' / "
+                        "'init:PRESET' for a preset's untrained initialisation")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="step budget per task (default: each task's own)")
     p.add_argument("--seeds", type=positive_int, default=Protocol.seeds,
@@ -60,6 +63,8 @@ def print_evaluation(protocol, out: str) -> None:
     print(report.task_table(result.metrics))
     print()
     print(report.summary_table(result.summary))
+    print()
+    print(report.cosine_table(result.summary))
     print()
     for name, path in result.files.items():
         print(f"{name:>8}: {path}")

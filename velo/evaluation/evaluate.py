@@ -8,7 +8,7 @@ from typing import NamedTuple
 from velo import lopt, optimizers
 from velo.evaluation import aggregate, plots, report, store, sweep
 from velo.evaluation import protocol as protocol_lib
-from velo.evaluation.metrics import TaskMetrics, choose, task_metrics
+from velo.evaluation.metrics import Resampled, TaskMetrics, choose, resampled_metrics
 from velo.evaluation.protocol import Protocol
 
 
@@ -18,9 +18,11 @@ class Evaluation(NamedTuple):
     Attributes:
       protocol: the protocol run.
       metrics: task name -> optimizer name -> `TaskMetrics`.
+      scores: task name -> `metrics.Resampled` (the metrics on resampled seeds, for intervals).
       summary: optimizer name -> `aggregate.Summary` over the suite.
+      families: model family -> optimizer name -> `aggregate.FamilySummary`.
       files: output name (``"results"``, ``"summary"``, ``"report"``, ``"curves"``,
-        ``"speedup"``) -> path.
+        ``"speedup"``, ``"families"``) -> path.
       reused: ``(task, optimizer)`` sweeps taken from an earlier run in the same directory.
       ran: ``(task, optimizer)`` sweeps run now: missing, or made with another learning-rate grid
         or learned optimizer.
@@ -28,7 +30,9 @@ class Evaluation(NamedTuple):
 
     protocol: Protocol
     metrics: dict[str, dict[str, TaskMetrics]]
+    scores: dict[str, Resampled]
     summary: dict[str, aggregate.Summary]
+    families: dict[str, dict[str, aggregate.FamilySummary]]
     files: dict[str, str]
     reused: list[tuple[str, str]]
     ran: list[tuple[str, str]]
@@ -69,28 +73,34 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
             store.save(out, record)
             ran.append((task.name, name))
 
-    metrics, chosen = {}, {}
+    metrics, scores, chosen = {}, {}, {}
     for task in suite:  # from the record, as stored: a re-run reports the same numbers
         entry = record["tasks"][task.name]
         sweeps = {n: store.sweep_from_json(entry["sweeps"][n]) for n in protocol.optimizers}
-        metrics[task.name] = task_metrics(sweeps, entry["budget"], protocol.ema_decay)
+        scores[task.name] = resampled_metrics(sweeps, entry["budget"], protocol.ema_decay)
+        metrics[task.name] = scores[task.name].metrics[0]  # every seed once
         chosen[task.name] = {
             n: choose(s, entry["budget"], protocol.ema_decay).curve for n, s in sweeps.items()
         }
-    summary = aggregate.summarize(metrics)
+    task_families = {task.name: task.spec.family for task in suite}
+    summary = aggregate.summarize(metrics, scores)
+    families = aggregate.by_family(metrics, scores, task_families)
     record["metrics"] = {t: {n: m._asdict() for n, m in ms.items()} for t, ms in metrics.items()}
     record["summary"] = {n: s._asdict() for n, s in summary.items()}
+    record["families"] = {f: {n: s._asdict() for n, s in fs.items()} for f, fs in families.items()}
     store.save(out, record)
     files = {
         "results": os.path.join(out, store.RESULTS),
         "curves": plots.loss_curves(os.path.join(out, "loss_curves.png"), chosen),
         "speedup": plots.speedups(os.path.join(out, "speedup.png"), metrics),
+        "families": plots.families(os.path.join(out, "speedup_families.png"), families),
     }
-    files["summary"] = report.write_csv(os.path.join(out, "summary.csv"), metrics)
+    files["summary"] = report.write_csv(os.path.join(out, "summary.csv"), metrics, summary,
+                                        task_families)
     files["report"] = report.write_markdown(
-        os.path.join(out, "report.md"), protocol, metrics, summary, files,
-        identities.get(optimizers.LEARNED))
-    return Evaluation(protocol, metrics, summary, files, reused, ran)
+        os.path.join(out, "report.md"), protocol, metrics, summary, families, task_families,
+        files, identities.get(optimizers.LEARNED))
+    return Evaluation(protocol, metrics, scores, summary, families, files, reused, ran)
 
 
 def _run_sweeps(task, names: list[str], protocol: Protocol, progress: bool):

@@ -1,7 +1,14 @@
 """Per-task metrics of every optimizer, from its sweep and tuned Adam's.
 
 All losses are training losses smoothed by the protocol's EMA; an optimizer's curve is the
-seed-mean at its chosen learning rate, truncated to the budget.
+seed-mean at its chosen learning rate, truncated to the budget. Two references: tuned
+constant-rate Adam (VeLO's speed-up, comparable with the papers) and, when it was run, tuned
+`protocol.COSINE` (AdamW with warmup and cosine decay, the recipe people train with).
+
+Every run is smoothed once (`smooth`); since the EMA is linear, the smoothed seed-mean of any
+multiset of seeds is the mean of their smoothed runs, so `task_metrics` can be recomputed
+cheaply on resampled seeds (`resampled_metrics`, what the bootstrap intervals draw from) with
+exactly the arithmetic of the reported numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from velo import baselines
+from velo.evaluation import bootstrap
 from velo.evaluation import protocol as protocol_lib
 from velo.evaluation.curves import ema, monotone_envelope, steps_to_reach
 from velo.evaluation.speedup import speedup
@@ -39,6 +47,11 @@ class TaskMetrics(NamedTuple):
       seconds_per_step: wall time per step of one run.
       forward_passes_per_step: forward passes per step counting line-search trials (1 + trials /
         budget), ``None`` when the optimizer does not count trials.
+      cosine_speedup: as ``speedup`` against tuned ``adamw_cosine`` over the budget (its schedule
+        is fitted to the budget, so the value is at most 1, censored when it never got there);
+        ``None`` when ``adamw_cosine`` was not run.
+      cosine_speedup_censored: ``adamw_cosine`` never reached ``final_loss`` within the budget.
+      steps_to_cosine: as ``steps_to_adam`` for tuned ``adamw_cosine``'s final loss.
     """
 
     learning_rate: float | None
@@ -52,12 +65,20 @@ class TaskMetrics(NamedTuple):
     diverged: bool
     seconds_per_step: float
     forward_passes_per_step: float | None
+    cosine_speedup: float | None = None
+    cosine_speedup_censored: bool | None = None
+    steps_to_cosine: float | None = None
 
 
 def reaches_adam(m: TaskMetrics) -> bool:
     """Whether the optimizer got down to tuned Adam's final loss within the budget without
     diverging (issue 8's quality target)."""
     return m.steps_to_adam is not None and not m.diverged
+
+
+def reaches_cosine(m: TaskMetrics) -> bool:
+    """As `reaches_adam` for tuned ``adamw_cosine``'s final loss."""
+    return m.steps_to_cosine is not None and not m.diverged
 
 
 def diverged(losses: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
@@ -67,6 +88,26 @@ def diverged(losses: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         exploded = (smoothed > EXPLODE_FACTOR * np.abs(smoothed[..., :1])).any(axis=-1)
     return ~finite | exploded
+
+
+class Smoothed(NamedTuple):
+    """A sweep with every run smoothed, once.
+
+    Attributes:
+      sweep: the sweep.
+      runs: ``[L, S, H]`` float64 EMA-smoothed training curves of every rate and seed.
+      bad: ``[L, S]`` bool, the run diverged within the budget (`diverged`).
+    """
+
+    sweep: Sweep
+    runs: np.ndarray
+    bad: np.ndarray
+
+
+def smooth(sweep: Sweep, budget: int, decay: float) -> Smoothed:
+    """`Smoothed` of ``sweep``; divergence is judged on the first ``budget`` steps."""
+    runs = ema(sweep.losses, decay)
+    return Smoothed(sweep, runs, diverged(sweep.losses[..., :budget], runs[..., :budget]))
 
 
 class Chosen(NamedTuple):
@@ -83,17 +124,24 @@ class Chosen(NamedTuple):
     diverged: bool
 
 
-def choose(sweep: Sweep, budget: int, decay: float) -> Chosen:
-    """The best learning rate of ``sweep`` by `protocol.select`, and its smoothed curve."""
-    losses = sweep.losses[..., :budget]
-    smoothed_runs = ema(losses, decay)  # [L, S, T]
-    curves = ema(losses.mean(axis=1), decay)  # [L, T]
-    bad = diverged(losses, smoothed_runs).any(axis=1)  # [L]
+def _choose(s: Smoothed, budget: int, seeds: np.ndarray) -> Chosen:
+    curves = s.runs[:, seeds, :budget].mean(axis=1)  # [L, T]
+    bad = s.bad[:, seeds].any(axis=1)  # [L]
     index = protocol_lib.select(curves[:, -1], bad)
     return Chosen(index, curves[index], bool(bad[index]))
 
 
-def default_final_loss(adam: Sweep, budget: int, decay: float) -> float:
+def _all_seeds(s: Smoothed) -> np.ndarray:
+    return np.arange(s.runs.shape[1])
+
+
+def choose(sweep: Sweep, budget: int, decay: float) -> Chosen:
+    """The best learning rate of ``sweep`` by `protocol.select`, and its smoothed curve."""
+    s = smooth(sweep, budget, decay)
+    return _choose(s, budget, _all_seeds(s))
+
+
+def _default_final(adam: Smoothed, budget: int, seeds: np.ndarray) -> float:
     """Adam's smoothed seed-mean training loss at the budget at its default learning rate, found
     by value in the grid; ``inf`` if that run diverged.
 
@@ -101,49 +149,95 @@ def default_final_loss(adam: Sweep, budget: int, decay: float) -> float:
       ValueError: the grid does not hold the default rate.
     """
     default = baselines.defaults(protocol_lib.REFERENCE)["learning_rate"]
-    rates = adam.learning_rates or []
+    rates = adam.sweep.learning_rates or []
     at = [i for i, r in enumerate(rates) if math.isclose(r, default, rel_tol=1e-6)]
     if not at:
         raise ValueError(f"Adam's learning-rate grid {rates} lacks its default {default}: centre "
                          f"the grid on it (`protocol.learning_rates`)")
-    run = choose(adam._replace(learning_rates=[default], losses=adam.losses[at[0]][None]),
-                 budget, decay)
-    return math.inf if run.diverged else float(run.curve[-1])
+    if adam.bad[at[0], seeds].any():
+        return math.inf
+    return float(adam.runs[at[0], seeds, budget - 1].mean())
 
 
-def reference_envelope(adam: Sweep, decay: float) -> np.ndarray:
-    """``[H]`` monotone lower envelope of Adam's smoothed seed-mean curves at every rate."""
-    return monotone_envelope(ema(adam.losses.mean(axis=1), decay))
+def _envelope(reference: Smoothed, seeds: np.ndarray) -> np.ndarray:
+    """``[H]`` monotone lower envelope of a reference's smoothed seed-mean curves at every rate
+    (Adam runs ``reference_factor`` times the budget, ``adamw_cosine`` the budget)."""
+    return monotone_envelope(reference.runs[:, seeds].mean(axis=1))
+
+
+def _versus(reference: Smoothed | None, budget: int, seeds: np.ndarray, chosen: Chosen):
+    """``(speedup, censored, steps_to_reference)`` of ``chosen`` against a reference, or
+    ``(None,) * 3`` when the reference was not run."""
+    if reference is None:
+        return None, None, None
+    final = float(chosen.curve[-1])
+    up = speedup(_envelope(reference, seeds), final, budget)
+    reference_final = float(_choose(reference, budget, seeds).curve[-1])
+    return up.value, up.censored, steps_to_reach(monotone_envelope(chosen.curve), reference_final)
+
+
+def _metrics(smoothed: dict[str, Smoothed], budget: int,
+             seeds: np.ndarray) -> dict[str, TaskMetrics]:
+    """`task_metrics` on the smoothed sweeps, over the seeds (a multiset of indices) ``seeds``."""
+    adam = smoothed[protocol_lib.REFERENCE]
+    cosine = smoothed.get(protocol_lib.COSINE)
+    default_final = _default_final(adam, budget, seeds)
+    out = {}
+    for name, s in smoothed.items():
+        chosen = _choose(s, budget, seeds)
+        final = float(chosen.curve[-1])
+        up, censored, steps_to_adam = _versus(adam, budget, seeds, chosen)
+        c_up, c_censored, steps_to_cosine = _versus(cosine, budget, seeds, chosen)
+        rates = s.sweep.learning_rates
+        forward = s.sweep.forward_passes
+        out[name] = TaskMetrics(
+            learning_rate=None if rates is None else rates[chosen.index],
+            lr_at_edge=rates is not None and chosen.index in (0, len(rates) - 1),
+            final_loss=final,
+            test={k: float(np.mean(v[chosen.index][seeds])) for k, v in s.sweep.test.items()},
+            speedup=up,
+            speedup_censored=censored,
+            steps_to_adam=steps_to_adam,
+            beats_default_adam=not chosen.diverged and final < default_final,
+            diverged=chosen.diverged,
+            seconds_per_step=s.sweep.seconds_per_step,
+            forward_passes_per_step=(
+                None if forward is None
+                else 1.0 + float(np.mean(forward[chosen.index][seeds])) / budget
+            ),
+            cosine_speedup=c_up,
+            cosine_speedup_censored=c_censored,
+            steps_to_cosine=steps_to_cosine,
+        )
+    return out
 
 
 def task_metrics(
     sweeps: dict[str, Sweep], budget: int, decay: float
 ) -> dict[str, TaskMetrics]:
-    """Metrics of every optimizer in ``sweeps`` (which holds `protocol.REFERENCE`) on one task."""
-    reference = sweeps[protocol_lib.REFERENCE]
-    envelope = reference_envelope(reference, decay)
-    adam_final = choose(reference, budget, decay).curve[-1]
-    default_final = default_final_loss(reference, budget, decay)
-    out = {}
-    for name, sweep in sweeps.items():
-        chosen = choose(sweep, budget, decay)
-        final = float(chosen.curve[-1])
-        up = speedup(envelope, final, budget)
-        rates = sweep.learning_rates
-        forward = sweep.forward_passes
-        out[name] = TaskMetrics(
-            learning_rate=None if rates is None else rates[chosen.index],
-            lr_at_edge=rates is not None and chosen.index in (0, len(rates) - 1),
-            final_loss=final,
-            test={k: float(np.mean(v[chosen.index])) for k, v in sweep.test.items()},
-            speedup=up.value,
-            speedup_censored=up.censored,
-            steps_to_adam=steps_to_reach(monotone_envelope(chosen.curve), adam_final),
-            beats_default_adam=not chosen.diverged and final < default_final,
-            diverged=chosen.diverged,
-            seconds_per_step=sweep.seconds_per_step,
-            forward_passes_per_step=(
-                None if forward is None else 1.0 + float(np.mean(forward[chosen.index])) / budget
-            ),
-        )
-    return out
+    """Metrics of every optimizer in ``sweeps`` (which holds `protocol.REFERENCE`, and may hold
+    `protocol.COSINE`) on one task, over all seeds."""
+    smoothed = {n: smooth(s, budget, decay) for n, s in sweeps.items()}
+    return _metrics(smoothed, budget, _all_seeds(smoothed[protocol_lib.REFERENCE]))
+
+
+class Resampled(NamedTuple):
+    """`task_metrics` of one task recomputed on resampled seeds, for the bootstrap.
+
+    Attributes:
+      metrics: ``K`` dicts optimizer name -> `TaskMetrics`, one per multiset of seeds, every
+        optimizer and reference on the same seeds (paired: same initialisation and batches).
+      probabilities: ``[K]`` chance of drawing each multiset when ``S`` seeds are drawn with
+        replacement (`bootstrap.seed_multisets`).
+    """
+
+    metrics: list[dict[str, TaskMetrics]]
+    probabilities: np.ndarray
+
+
+def resampled_metrics(sweeps: dict[str, Sweep], budget: int, decay: float) -> Resampled:
+    """`Resampled` metrics of one task, as `task_metrics` on each multiset of its seeds."""
+    smoothed = {n: smooth(s, budget, decay) for n, s in sweeps.items()}
+    multisets, probabilities = bootstrap.seed_multisets(
+        smoothed[protocol_lib.REFERENCE].runs.shape[1])
+    return Resampled([_metrics(smoothed, budget, seeds) for seeds in multisets], probabilities)

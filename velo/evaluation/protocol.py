@@ -17,7 +17,9 @@ import tasks
 from velo import baselines, optimizers
 
 REFERENCE = "adam"
-SUITES = {"heldout": tasks.heldout_suite, "quick": tasks.quick_suite}
+# The second reference, when run: the warmup + cosine recipe people train with.
+COSINE = "adamw_cosine"
+REFERENCES = (REFERENCE, COSINE)
 MIN_GRID = 7
 # Methods that set their own step size: run at their defaults, as the learned optimizer is.
 LEARNING_RATE_FREE = frozenset({"cocob", "dadapt_adamw", "dog", "mechanic", "prodigy"})
@@ -34,7 +36,8 @@ class Protocol:
     directory: the suite, the optimizers and the checkpoint may change between runs into it.
 
     Attributes:
-      suite: ``"heldout"``, ``"quick"``, or comma-separated task names (``tasks.names()``).
+      suite: a `tasks.SUITES` name (``"heldout"``, ``"quick"``, ``"long"``), or comma-separated
+        task names (``tasks.names()``).
       optimizers: names from `velo.optimizers.names()`; ``"adam"`` is added first if missing.
       steps: step budget of every task; ``None`` uses each task's ``default_steps``.
       seeds: runs per optimizer and learning rate, with seeds ``0..seeds-1``.
@@ -106,14 +109,14 @@ def check_budget(steps: int, ema_decay: float) -> None:
 
 def suite_tasks(suite: str) -> list[tasks.Task]:
     """The tasks of ``suite``: a named suite or comma-separated task names."""
-    if suite in SUITES:
-        return list(SUITES[suite]())
+    if suite in tasks.SUITES:
+        return tasks.suite(suite)
     names = [n.strip() for n in suite.split(",") if n.strip()]
     known = tasks.names()
     bad = [n for n in names if n not in known]
     if bad or not names:
         raise ValueError(
-            f"unknown suite {suite!r}; use {' or '.join(SUITES)}, or task names from "
+            f"unknown suite {suite!r}; use {', '.join(tasks.SUITES)}, or task names from "
             f"`velo tasks list` separated by commas"
         )
     return [tasks.get(n) for n in names]
