@@ -1,6 +1,7 @@
 """``velo meta-train``: meta-train, plot or summarise a run, export a checkpoint.
 
     velo meta-train run --preset tiny --out runs/tiny [--resume] [--set key=value ...]
+        [--tensorboard [DIR]] [--devices N] [--distributed]
     velo meta-train plot runs/tiny [--out PNG]
     velo meta-train summary runs/tiny
     velo meta-train export runs/tiny --out my_lopt [--step latest|best|N]
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def add_parser(sub) -> None:
@@ -57,6 +59,9 @@ def _add_run(actions) -> None:
                    "VELO_DISTRIBUTED=1)")
     p.add_argument("--compilation-cache", default=None, metavar="DIR",
                    help="JAX persistent compilation cache (default: OUT/xla_cache; '' disables)")
+    p.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                   help="also write TensorBoard event files, to DIR (default: OUT/tensorboard); "
+                   "needs pip install 'velo[tensorboard]'")
     p.set_defaults(func=_meta_train)
 
 
@@ -75,8 +80,19 @@ def _meta_train(args: argparse.Namespace) -> int:
         else args.compilation_cache
     if cache_dir:
         enable_persistent_cache(cache_dir)
-    result = meta_train(config, args.out, resume=args.resume, num_devices=args.devices,
-                        progress=True)
+    from meta_train.devices import is_main_process
+    from meta_train.stop import Stopped
+
+    tensorboard = None if args.tensorboard is None else (
+        args.tensorboard or os.path.join(args.out, "tensorboard"))
+    try:
+        result = meta_train(config, args.out, resume=args.resume, num_devices=args.devices,
+                            tensorboard=tensorboard, progress=True)
+    except Stopped as stopped:
+        if is_main_process():
+            print(f"velo meta-train: {stopped.message(os.path.abspath(args.out))}",
+                  file=sys.stderr)
+        return stopped.exit_code
     _summary(result)
     print(f"run directory: {os.path.abspath(args.out)} (log.jsonl, checkpoints/); "
           f"`velo meta-train plot {args.out}` draws it, `velo meta-train export {args.out} "

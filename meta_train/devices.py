@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -63,9 +64,27 @@ def sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(AXIS))
 
 
+def put(tree, sharding: NamedSharding):
+    """Place the host values ``tree`` (equal on every process) with ``sharding``.
+
+    Each process fills its own devices from its own copy. `jax.device_put` would first check
+    across processes that the copies are equal, a collective per leaf that also fails on NaN
+    (NaN != NaN), which evosax states hold before their first update.
+    """
+
+    def leaf(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = leaf(jax.random.key_data(x))
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(leaf, tree)
+
+
 def replicate(tree, mesh: Mesh):
-    """Place the host values ``tree`` (equal on every host) on every device of ``mesh``."""
-    return jax.device_put(tree, replicated(mesh))
+    """Place the host values ``tree`` (equal on every process) on every device of ``mesh``."""
+    return put(tree, replicated(mesh))
 
 
 def is_main_process() -> bool:
@@ -84,5 +103,4 @@ def shared_keys(key: jax.Array, mesh: Mesh, n: int) -> jax.Array:
     """``[n]`` copies of ``key``, sharded like the population: every member gets the same key."""
     data = jax.random.key_data(key)
     copies = np.broadcast_to(data, (n, *data.shape))
-    return jax.device_put(jax.random.wrap_key_data(copies, impl=jax.random.key_impl(key)),
-                          sharded(mesh))
+    return jax.random.wrap_key_data(put(copies, sharded(mesh)), impl=jax.random.key_impl(key))

@@ -29,6 +29,7 @@ from meta_train.config import TRUNCATED, Config
 from meta_train.learner import Learner, lopt_learner
 from meta_train.log import RunLog, train_record
 from meta_train.run import Run, TaskSource, make_run
+from meta_train.stop import StopFlag, Stopped
 from meta_train.store import RunStore
 from meta_train.validation import validate
 from tasks import Task
@@ -60,16 +61,20 @@ def meta_train(
     learner: Learner | None = None,
     validation: list[Task] | None = None,
     task_source: TaskSource = sampler.generation_tasks,
+    tensorboard: str | None = None,
     progress: bool = False,
     cache: CompileCache = CACHE,
 ) -> RunResult:
     """Meta-train ``learner`` (velo.lopt at ``config.lopt`` by default) with ``config``.
 
+    SIGINT (Ctrl-C) and SIGTERM stop the run after the compiled chunk in progress: the last
+    completed generation is checkpointed and `Stopped` is raised (`meta_train.stop`).
+
     Args:
       config: the run (see `Config`); ``config.generations`` is the total over resumed runs.
       out: run directory (config, checkpoints, ``log.jsonl``).
-      resume: continue from the latest checkpoint in ``out`` (``out`` must hold the same config,
-        up to `RESUMABLE_FIELDS`); without it ``out`` must not hold a run.
+      resume: continue from the latest readable checkpoint in ``out`` (``out`` must hold the
+        same config, up to `RESUMABLE_FIELDS`); without it ``out`` must not hold a run.
       num_devices: shard the population over the first this-many devices; all by default.
       learner: what is meta-trained; velo's learned optimizer by default.
       validation: the validation tasks; by default ``config.validation_tasks`` tasks drawn from
@@ -77,60 +82,69 @@ def meta_train(
         ``config.validate_every`` is 0.
       task_source: ``source(config, key, generation) -> tasks``, each generation's training
         tasks; by default drawn from ``config``'s task pool (`sampler.generation_tasks`).
-      progress: show a progress bar with ETA.
+      tensorboard: also write the log records as TensorBoard event files to this directory
+        (needs the ``velo[tensorboard]`` extra).
+      progress: show a progress bar with ETA, generations/s, meta-loss and validation.
       cache: compiled programs, shared between runs of one process.
     """
     learner = learner or lopt_learner(config.lopt)
     mesh = devices.make_mesh(num_devices)
     devices.check_population(config.population, mesh)
     store = RunStore(out, config, resume)
+    log = RunLog(store.out, enabled=devices.is_main_process(), tensorboard=tensorboard)
     try:
         if not config.validate_every:
             validation = []
         elif validation is None:
             validation = sampler.validation_tasks(config)
-        run = make_run(config, learner, mesh, cache, task_source)
-        return _loop(run, store, validation, progress)
+        with StopFlag() as flag:
+            run = make_run(config, learner, mesh, cache, task_source, flag.check)
+            return _loop(run, store, log, validation, progress)
     finally:
+        log.close()
         store.close()
 
 
-def _loop(run: Run, store: RunStore, validation: list[Task], progress: bool) -> RunResult:
+def _loop(run: Run, store: RunStore, log: RunLog, validation: list[Task],
+          progress: bool) -> RunResult:
     """Generations from the store's latest checkpoint up to ``run.config.generations``."""
     config = run.config
     estimator = truncated if config.estimator in TRUNCATED else full
-    log = RunLog(store.out, enabled=devices.is_main_process())
     generation, es_state, carry = store.restore(run)
+    saved, record, records = (generation if generation else None), None, []
     log.truncate(generation)
-    records = []
-    if generation == 0 and validation:
-        records.append({"generation": 0, **_validation(run, es_state, validation)})
-        log.write(records[-1])
     bar = _progress_bar(config.generations, generation, progress and log.enabled)
-    while generation < config.generations:
-        compile_before, start = run.cache.seconds, time.perf_counter()
-        plan = estimator.plan(run, generation, carry)
-        pop, asked = run.ask(plan, es_state)
-        evaluated = estimator.evaluate(run, pop, plan)
-        es_state, fitness, update = run.tell(plan, pop, evaluated.fitness, asked)
-        carry, generation = evaluated.carry, generation + 1
-        record = train_record(
-            generation, plan.tasks, devices.to_host(fitness), float(jnp.mean(es_state.std)),
-            float(update), evaluated.steps, time.perf_counter() - start,
-            run.cache.seconds - compile_before)
-        validated = bool(validation) and generation % config.validate_every == 0
-        if validated:
-            record.update(_validation(run, es_state, validation))
-        records.append(record)
-        log.write(record)
-        if (generation % config.checkpoint_every == 0 or validated
-                or generation == config.generations):
+    try:
+        if generation == 0 and validation:
+            records.append(log.write({"generation": 0, **_validation(run, es_state, validation)}))
+        while generation < config.generations:
+            compile_before, start = run.cache.seconds, time.perf_counter()
+            plan = estimator.plan(run, generation, carry)
+            pop, asked = run.ask(plan, es_state)
+            evaluated = estimator.evaluate(run, pop, plan)
+            es_state, fitness, update = run.tell(plan, pop, evaluated.fitness, asked)
+            carry, generation = evaluated.carry, generation + 1
+            record = train_record(
+                generation, plan.tasks, devices.to_host(fitness), float(jnp.mean(es_state.std)),
+                float(update), evaluated.steps, time.perf_counter() - start,
+                run.cache.seconds - compile_before)
+            validated = bool(validation) and generation % config.validate_every == 0
+            if validated:
+                record.update(_validation(run, es_state, validation))
+            record = log.write(record)
+            records.append(record)
+            if (generation % config.checkpoint_every == 0 or validated
+                    or generation == config.generations):
+                store.save(run, generation, es_state, carry, record)
+                saved = generation
+            _show(bar, record)
+    except Stopped as stopped:
+        if saved != generation:
             store.save(run, generation, es_state, carry, record)
-        bar.update(1)
-        val_loss = record.get("validation", {}).get("mean")
-        bar.set_postfix(meta_loss=f"{record['meta_loss']:.4f}",
-                        **({"val": f"{val_loss:.4f}"} if val_loss is not None else {}))
-    bar.close()
+        stopped.generation = generation
+        raise
+    finally:
+        bar.close()
     return RunResult(jax.tree.map(np.asarray, run.es.get_mean(es_state)), generation, records)
 
 
@@ -144,4 +158,11 @@ def _validation(run: Run, es_state, task_list: list[Task]) -> dict:
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
+    # tqdm shows the ETA and the rate (gen/s, or s/gen when slower); the postfix the losses.
     return tqdm(total=total, initial=initial, desc="meta-train", unit="gen", disable=not enabled)
+
+
+def _show(bar, record: dict) -> None:
+    bar.update(1)
+    shown = {"meta_loss": record["meta_loss"], "val": record.get("validation", {}).get("mean")}
+    bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if v is not None})

@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 from meta_train.compiled import CompileCache
 from meta_train.devices import AXIS, replicate, sharded
 from meta_train.learner import Learner
+from meta_train.stop import never
 from tasks import Task
 from velo.train import TrainState, init_state, run_steps
 
@@ -77,12 +78,15 @@ class Runner(NamedTuple):
       mesh: the ``pop`` mesh.
       cache: compiled programs, one per (program, task) here.
       chunk: steps per compiled call.
+      on_chunk: called with every chunk's outputs: `StopFlag.check` in meta-training waits for
+        them and raises `Stopped` on a signal; the default does nothing (no wait).
     """
 
     learner: Learner
     mesh: Mesh
     cache: CompileCache
     chunk: int
+    on_chunk: Callable = never
 
     def init(self, task: Task, pop, horizon: int, init_keys: jax.Array) -> TrainState:
         fn = init_members(task, self.learner, self.mesh)
@@ -94,9 +98,11 @@ class Runner(NamedTuple):
         fn = unroll_chunk(task, self.learner, self.chunk, self.mesh)
         # Fixed output shardings: left to XLA, invariant parts of the state may come back
         # replicated, and the next call would need another program.
-        return self.cache(("chunk", task, self.learner, self.chunk, self.mesh), fn, pop, states,
-                          data_keys, self._scalar(horizon), self._scalar(tail_start),
-                          out_shardings=sharded(self.mesh))
+        out = self.cache(("chunk", task, self.learner, self.chunk, self.mesh), fn, pop, states,
+                         data_keys, self._scalar(horizon), self._scalar(tail_start),
+                         out_shardings=sharded(self.mesh))
+        self.on_chunk(out)
+        return out
 
     def fitness(self, task: Task, pop, init_keys, data_keys, horizon: int, tail: int) -> jax.Array:
         """``[N]`` mean normalised training loss over the last ``tail`` of ``horizon`` steps."""

@@ -28,6 +28,7 @@ from meta_train.compiled import CompileCache
 from meta_train.config import Config
 from meta_train.es import make_strategy, shape_fitness
 from meta_train.learner import Learner
+from meta_train.stop import never
 from tasks import Task
 
 TaskSource = Callable[[Config, jax.Array, int], list[Task]]
@@ -144,13 +145,15 @@ class Run:
 
 
 def make_run(config: Config, learner: Learner, mesh: Mesh, cache: CompileCache,
-             task_source: TaskSource) -> Run:
-    """The `Run` of ``config``; the strategy is shared by runs that differ only elsewhere."""
+             task_source: TaskSource, on_chunk: Callable = never) -> Run:
+    """The `Run` of ``config``; the strategy is shared by runs that differ only elsewhere.
+
+    ``on_chunk`` is called with the outputs of every compiled chunk (`population.Runner`)."""
     strategy_key = (learner, *(getattr(config, f) for f in _STRATEGY_FIELDS))
     if strategy_key not in _STRATEGIES:
         _STRATEGIES[strategy_key] = make_strategy(config, learner.init(jax.random.key(0)))
     es, es_params = _STRATEGIES[strategy_key]
     run_key = jax.random.split(jax.random.key(config.seed), 3)[2]
-    runner = population.Runner(learner, mesh, cache, config.chunk)
+    runner = population.Runner(learner, mesh, cache, config.chunk, on_chunk)
     return Run(config, learner, mesh, cache, es, jax.tree.map(jnp.asarray, es_params), run_key,
                runner, task_source)

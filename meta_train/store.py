@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import warnings
 from typing import Any
 
 import jax
@@ -55,17 +57,22 @@ class RunStore:
         ])
         self.manager = ocp.CheckpointManager(
             os.path.join(self.out, CHECKPOINTS),
-            options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True),
+            # A write cut short (a crash) leaves a temporary directory: removed on reopening.
+            options=ocp.CheckpointManagerOptions(preservation_policy=policy, create=True,
+                                                 cleanup_tmp_directories=True),
         )
 
-    def save(self, run: Run, generation: int, es_state, carry: Plan | None, record: dict) -> None:
+    def save(self, run: Run, generation: int, es_state, carry: Plan | None,
+             record: dict | None) -> None:
         """Checkpoint the state after ``generation`` generations: the ES state, the truncated-ES
         trajectory ``carry`` if any, the mean meta-parameters (apart, so export reads only them)
-        and a JSON record (generation, PRNG key, config, the generation's metrics).
+        and a JSON record (generation, PRNG key, config, the metrics of ``record``, the log
+        record of the last generation; None before the first).
 
         The validation mean of ``record`` (lower is better) ranks the checkpoint for keeping the
         best one; a checkpoint without one (not validated, or diverged) never ranks as best.
         """
+        record = record or {}
         validation = record.get("validation", {}).get("mean")
         state = {"es": es_state}
         if carry is not None:
@@ -75,27 +82,50 @@ class RunStore:
             "key": run.key_record(generation),
             "config": run.config.to_dict(),
             "trajectory_start": None if carry is None else carry.start,
-            "metrics": {k: record[k] for k in ("meta_loss", "family_loss", "sigma", "update_norm")},
+            "metrics": {k: record[k] for k in ("meta_loss", "family_loss", "sigma", "update_norm")
+                        if k in record},
             "validation": validation,
         }
         if not self._config_saved:  # written with the first checkpoint: a run exists from then
-            _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())
+            try:
+                _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())
+            except OSError as e:
+                raise _write_error(self.out, e) from None
             self._config_saved = True
-        self.manager.save(
-            generation,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    mean=ocp.args.StandardSave(run.es.get_mean(es_state)),
-                                    meta=ocp.args.JsonSave(meta)),
-            metrics=None if validation is None else {"validation": validation},
-        )
+        try:  # errors of an asynchronous write surface here, at the next save or at close
+            self.manager.save(
+                generation,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                        mean=ocp.args.StandardSave(run.es.get_mean(es_state)),
+                                        meta=ocp.args.JsonSave(meta)),
+                metrics=None if validation is None else {"validation": validation},
+            )
+        except Exception as e:  # orbax and tensorstore raise many types for failed writes
+            raise _write_error(self.out, e) from None
 
     def restore(self, run: Run) -> tuple[int, Any, Plan | None]:
-        """``(generation, ES state, truncated-ES carry)`` of the latest checkpoint, shaped and
-        sharded like a fresh run's; generation 0 and the initial state without a checkpoint."""
+        """``(generation, ES state, truncated-ES carry)`` of the latest readable checkpoint,
+        shaped and sharded like a fresh run's; generation 0 and the initial state without one.
+
+        An unreadable checkpoint (truncated or corrupted files) is renamed ``<step>.corrupt``,
+        with a warning, and the one before it is tried: a crash while writing costs at most the
+        generations since the previous checkpoint.
+        """
         fresh = run.initial_state()
-        step = self.manager.latest_step()
-        if step is None:
-            return 0, fresh, None
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        for step in steps:
+            try:
+                return (step, *self._restore(run, step, fresh))
+            except CorruptCheckpoint as e:
+                moved = self._set_aside(step)
+                warnings.warn(f"{e}; moved it to {moved} and trying the previous checkpoint",
+                              stacklevel=2)
+        if steps:
+            raise ValueError(f"no readable checkpoint in {self.out}: all were set aside as "
+                             f"*.corrupt; rerun with --resume to start again from generation 0")
+        return 0, fresh, None
+
+    def _restore(self, run: Run, step: int, fresh) -> tuple[Any, Plan | None]:
         meta = restore_meta(self.manager, step)
         if meta.get("generation") != step or meta.get("key") != run.key_record(step):
             raise ValueError(
@@ -110,11 +140,31 @@ class RunStore:
         state = restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
         if carry is not None:
             carry = carry._replace(states=list(state["inner"]))
-        return step, state["es"], carry
+        return state["es"], carry
+
+    def _set_aside(self, step: int) -> str:
+        """Rename checkpoint ``step`` out of orbax's sight (process 0; the others wait)."""
+        path = os.path.join(self.out, CHECKPOINTS, str(step))
+        moved = f"{path}.corrupt"
+        if jax.process_index() == 0:
+            if os.path.exists(moved):  # set aside by an earlier resume, and written again since
+                shutil.rmtree(moved)
+            os.replace(path, moved)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"velo set aside checkpoint {step}")
+        self.manager.reload()
+        return moved
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Wait for the last checkpoint to be written."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # orbax and tensorstore raise many types for failed writes
+            raise _write_error(self.out, e) from None
+        finally:
+            self.manager.close()
 
 
 def read_config(out: str) -> dict | None:
@@ -149,16 +199,29 @@ def restore_mean(manager: ocp.CheckpointManager, step: int, abstract: Any) -> An
     return restore(manager, step, mean=ocp.args.StandardRestore(abstract)).mean
 
 
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose files cannot be read back."""
+
+
 def restore(manager: ocp.CheckpointManager, step: int, **items) -> Any:
     """Restore ``items`` (orbax restore args by name) of ``step``, with a clear error."""
     try:
         return manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types for unreadable or mismatched files
-        raise ValueError(
+        raise CorruptCheckpoint(
             f"cannot restore checkpoint {step} in {manager.directory}: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''} -- the checkpoint is corrupted or was "
-            f"written by another config or code version; it was left untouched"
+            f"written by another config or code version"
         ) from None
+
+
+def _write_error(out: str, error: Exception) -> ValueError:
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return ValueError(
+        f"cannot write a checkpoint to {out}: {type(error).__name__}: {detail} -- is the disk "
+        f"full or the directory read-only? The checkpoints already written are kept: free space "
+        f"or fix the permissions, then rerun with --resume"
+    )
 
 
 def _abstract(x) -> jax.ShapeDtypeStruct:

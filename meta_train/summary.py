@@ -13,12 +13,14 @@ def summarize(records: list[dict]) -> list[str]:
     if train:
         compile_s = sum(r["compile_s"] for r in train)
         train_s = sum(r["generation_s"] for r in train)
-        val_s = sum(r.get("validation_s", 0.0) for r in train)
+        val_s = sum(r.get("validation_s", 0.0) for r in records)
         steps = sum(r["model_steps_per_s"] * max(r["generation_s"] - r["compile_s"], 0.0)
                     for r in train)
         # Tasks change every generation, so compare means over several generations.
-        k = max(1, len(train) // 5)
-        first, last = (sum(r["meta_loss"] for r in part) / k for part in (train[:k], train[-k:]))
+        finite = [r for r in train if r["meta_loss"] is not None]  # None: every member diverged
+        k = max(1, len(finite) // 5)
+        first, last = (sum(r["meta_loss"] for r in part) / max(len(part), 1)
+                       for part in (finite[:k], finite[-k:]))
         lines.append(
             f"generations {train[0]['generation']}-{train[-1]['generation']}: meta-loss (mean of "
             f"{k} generations) {first:.4f} -> {last:.4f}")

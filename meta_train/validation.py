@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from meta_train.config import Config
-from meta_train.devices import sharded, to_host
+from meta_train.devices import put, sharded, to_host
 from meta_train.population import Runner
 from meta_train.sampler import VALIDATION_SEED
 from tasks import Task
@@ -34,7 +34,7 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     )
     # Tag 1: the untagged key draws the validation tasks (`sampler.validation_tasks`).
     seeds = jax.random.split(jax.random.fold_in(jax.random.key(VALIDATION_SEED), 1), (n, 2))
-    init_keys, data_keys = (jax.device_put(k, sharded(runner.mesh)) for k in seeds.T)
+    init_keys, data_keys = (put(k, sharded(runner.mesh)) for k in seeds.T)
     result = {}
     for task in task_list:
         losses = to_host(runner.fitness(task, pop, init_keys, data_keys, steps, tail))

@@ -231,19 +231,40 @@ def test_failed_starts_leave_checkpoints_alone(tiny_run, tmp_path):
     with pytest.raises(ValueError, match="another config"):  # resuming with another config
         meta_train(dataclasses.replace(SMALL, sigma=0.1), out, resume=True,
                    validation=validation)
-    latest = max(int(d) for d in os.listdir(os.path.join(out, "checkpoints")) if d.isdigit())
-    state_dir = os.path.join(out, "checkpoints", str(latest), "state")
-    for name in os.listdir(state_dir):  # corrupt the ES state
-        path = os.path.join(state_dir, name)
-        if os.path.isfile(path):
-            with open(path, "wb") as f:
+    assert _snapshot(out) == before
+
+
+def _damage(step_dir, how):
+    """Truncate every file under ``step_dir``/state to half its size, or overwrite meta."""
+    if how == "truncate":
+        for d, _, files in os.walk(os.path.join(step_dir, "state")):
+            for name in files:
+                path = os.path.join(d, name)
+                os.truncate(path, os.path.getsize(path) // 2)
+    else:
+        for name in os.listdir(os.path.join(step_dir, "meta")):
+            with open(os.path.join(step_dir, "meta", name), "wb") as f:
                 f.write(b"garbage")
-    corrupted = _snapshot(out)
-    with pytest.raises(ValueError, match="cannot restore checkpoint"):
-        meta_train(dataclasses.replace(SMALL, generations=25), out, resume=True,
-                   validation=validation)
-    assert _snapshot(out) == corrupted
-    assert set(before) == set(corrupted)
+
+
+def test_resume_falls_back_past_damaged_checkpoints(tiny_run, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(tiny_run[0], out)
+    root = os.path.join(out, "checkpoints")
+    assert sorted(int(d) for d in os.listdir(root)) == [18, 19, 20]
+    _damage(os.path.join(root, "20"), "truncate")
+    _damage(os.path.join(root, "19"), "garbage")
+    with pytest.warns(UserWarning, match="cannot restore checkpoint") as warned:
+        result = meta_train(SMALL, out, resume=True, validation=_pool_task(SMALL))
+    assert [str(w.message).split()[3] for w in warned] == ["20", "19"]
+    assert result.records[0]["generation"] == 19  # resumed from 18
+    for a, b in zip(_leaves(tiny_run[1].meta_params), _leaves(result.meta_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(root)) == ["18", "19", "19.corrupt", "20", "20.corrupt"]
+    for step in ("18", "19", "20"):
+        _damage(os.path.join(root, step), "garbage")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable checkpoint"):
+        meta_train(SMALL, out, resume=True, validation=_pool_task(SMALL))
 
 
 def test_export_loads_as_learned_optimizer(tiny_run, tmp_path):
