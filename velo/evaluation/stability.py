@@ -180,7 +180,10 @@ def train_seeds(
 
 def longest_horizon(checkpoint: str | None) -> int | None:
     """``horizon_max`` of the meta-training run that produced ``checkpoint`` (path or shipped name;
-    the default when ``None``), as `velo meta-train export` records it; ``None`` if unknown."""
+    the default when ``None``), as `velo meta-train export` records it; ``None`` if unknown
+    (always for an untrained ``init`` / ``init:PRESET``)."""
+    if lopt.checkpoint.is_init(checkpoint):
+        return None
     _, _, metadata = lopt.load(lopt.locate(checkpoint))
     horizon = (metadata.get("meta_train_config") or {}).get("horizon_max")
     return None if horizon is None else int(horizon)
