@@ -265,6 +265,17 @@ def test_added_optimizer_runs_only_its_sweeps(copy_of, protocol):
         "sweeps"]
 
 
+def test_set_hyperparameters_are_part_of_the_identity(copy_of):
+    out, ran = copy_of
+    argv = ["eval", "--suite", TASK, "--optimizers", "adam,adamw_cosine", "--steps", "100",
+            "--seeds", "2", "--grid-size", "7", "--out", out]
+    assert cli.main([*argv, "--set", "adamw_cosine.weight_decay=0.1"]) == 0
+    sweeps = json.loads(open(f"{out}/results.json").read())["tasks"][TASK]["sweeps"]
+    assert sweeps["adamw_cosine"]["identity"].endswith(" with weight_decay=0.1")
+    assert cli.main(argv) == 0  # back to the default decay: its sweep runs again, Adam's not
+    assert ran == [(TASK, "adamw_cosine", None)] * 2
+
+
 def test_untrained_initialisation_by_name(copy_of, protocol):
     """``--checkpoint init:PRESET`` runs a preset's initial meta-parameters, under their own
     identity, against the stored baselines."""
@@ -321,6 +332,14 @@ def test_cli_prints_tables_and_paths(evaluated, checkpoint, capsys):
      "no checkpoint directory"),
     (["--suite", TASK, "--optimizers", "velo", "--checkpoint", "init:nope"],
      "unknown preset 'nope'"),
+    (["--suite", TASK, "--optimizers", "adamw_cosine", "--set", "weight_decay=0.1"],
+     "expected OPTIMIZER.KEY=VALUE"),
+    (["--suite", TASK, "--optimizers", "adam", "--set", "lion.weight_decay=0.1"],
+     "'lion' is not among --optimizers"),
+    (["--suite", TASK, "--optimizers", "adamw_cosine", "--set", "adamw_cosine.learning_rate=1"],
+     "tuned over the grid"),
+    (["--suite", TASK, "--optimizers", "adamw_cosine", "--set", "adamw_cosine.nope=1"],
+     "unknown hyperparameter(s) nope"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, tmp_path, capsys):
     assert cli.main(["eval", *argv, "--out", str(tmp_path / "o")]) == 2

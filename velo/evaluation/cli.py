@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="learned-optimizer checkpoint: a path, a shipped name, or 'init' / "
                         "'init:PRESET' for a preset's untrained initialisation")
+    p.add_argument("--set", nargs="*", default=[], metavar="OPTIMIZER.KEY=VALUE",
+                   help="hyperparameters of one optimizer, e.g. --set "
+                        "adamw_cosine.weight_decay=0.1 (part of its cache identity)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="step budget per task (default: each task's own)")
     p.add_argument("--seeds", type=positive_int, default=Protocol.seeds,
@@ -47,9 +50,24 @@ def run(args: argparse.Namespace) -> int:
         grid_size=args.grid_size,
         reference_factor=args.reference_factor,
         checkpoint=args.checkpoint,
+        hparams=per_optimizer(args.set),
     )
     print_evaluation(protocol, args.out)
     return 0
+
+
+def per_optimizer(pairs: list[str]) -> dict[str, dict]:
+    """``["adamw_cosine.weight_decay=0.1"]`` -> ``{"adamw_cosine": {"weight_decay": 0.1}}``."""
+    from velo import overrides
+
+    out: dict[str, dict] = {}
+    for key, value in overrides.parse(pairs).items():
+        name, dot, field = key.partition(".")
+        if not dot or not name or not field:
+            raise ValueError(f"bad --set {key}={value!r}: expected OPTIMIZER.KEY=VALUE, e.g. "
+                             f"adamw_cosine.weight_decay=0.1")
+        out.setdefault(name, {})[field] = value
+    return out
 
 
 def print_evaluation(protocol, out: str) -> None:

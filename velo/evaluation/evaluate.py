@@ -55,8 +55,8 @@ def evaluate(protocol: Protocol, out: str, *, progress: bool = False) -> Evaluat
     for task in suite:
         protocol_lib.check_budget(protocol_lib.budget(protocol, task), protocol.ema_decay)
     identities = {
-        n: (lopt.identity(protocol.checkpoint) if n == optimizers.LEARNED
-            else protocol_lib.baseline_identity(n, protocol))
+        n: (lopt.identity(protocol.checkpoint) + protocol_lib.settings(n, protocol)
+            if n == optimizers.LEARNED else protocol_lib.baseline_identity(n, protocol))
         for n in protocol.optimizers
     }
     record = store.open_record(out, store.jsonable(protocol.comparable()))
@@ -120,6 +120,7 @@ def _run_sweeps(task, names: list[str], protocol: Protocol, progress: bool):
                 task, name, protocol_lib.learning_rates(name, protocol), protocol.seeds, budget,
                 horizons[name],
                 checkpoint=protocol.checkpoint if name == optimizers.LEARNED else None,
+                hparams=protocol.hparams.get(name),
                 eval_params=optimizers.eval_params_fn(name),
                 on_chunk=bar.update,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,10 @@ class Protocol:
       grid_ratio: factor between neighbouring learning rates of the grid.
       ema_decay: EMA factor smoothing the training curves (VeLO: 0.95).
       reference_factor: Adam runs this many times the budget, so speed-ups up to this are measured.
-      checkpoint: learned-optimizer checkpoint (path or shipped name); the default when ``None``.
+      checkpoint: learned-optimizer checkpoint (path, shipped name, ``"init"`` or
+        ``"init:PRESET"``); the default when ``None``.
+      hparams: optimizer name -> further hyperparameters it is built with (``--set
+        adamw_cosine.weight_decay=0.1``); part of that optimizer's sweep identity.
     """
 
     suite: str
@@ -57,6 +61,7 @@ class Protocol:
     ema_decay: float = 0.95
     reference_factor: int = 2
     checkpoint: str | None = None
+    hparams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         names = tuple(dict.fromkeys(self.optimizers))  # drop repeats, keep order
@@ -81,6 +86,8 @@ def check(protocol: Protocol) -> None:
     if protocol.checkpoint is not None and optimizers.LEARNED not in protocol.optimizers:
         raise ValueError(f"--checkpoint is for the learned optimizer: add "
                          f"{optimizers.LEARNED!r} to --optimizers or drop --checkpoint")
+    for name, hparams in protocol.hparams.items():
+        check_hparams(name, hparams, protocol)
     if protocol.seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {protocol.seeds}")
     if protocol.grid_size < MIN_GRID:
@@ -94,6 +101,18 @@ def check(protocol: Protocol) -> None:
         raise ValueError(f"reference_factor must be >= 1, got {protocol.reference_factor}")
     if protocol.steps is not None:
         check_budget(protocol.steps, protocol.ema_decay)
+
+
+def check_hparams(name: str, hparams: dict[str, Any], protocol: Protocol) -> None:
+    """Raise ValueError when ``--set`` hyperparameters of ``name`` do not apply: another
+    optimizer, the tuned learning rate, or a key or value the optimizer rejects."""
+    if name not in protocol.optimizers:
+        raise ValueError(f"--set {name}.KEY=VALUE: {name!r} is not among --optimizers "
+                         f"({', '.join(protocol.optimizers)})")
+    if "learning_rate" in hparams and is_tuned(name):
+        raise ValueError(f"--set {name}.learning_rate: {name}'s learning rate is tuned over the "
+                         f"grid; drop it")
+    optimizers.make(name, 100, hparams=hparams)  # the optimizer validates its own settings
 
 
 def check_budget(steps: int, ema_decay: float) -> None:
@@ -148,9 +167,19 @@ def learning_rates(name: str, protocol: Protocol) -> list[float] | None:
 
 
 def baseline_identity(name: str, protocol: Protocol) -> str:
-    """What a hand-designed optimizer's sweep was run with: its name and learning-rate grid."""
+    """What a hand-designed optimizer's sweep was run with: its name, learning-rate grid and
+    ``--set`` hyperparameters (`settings`); the budget a schedule decays over is the task's."""
     rates = learning_rates(name, protocol)
-    return f"{name} untuned" if rates is None else f"{name} at learning rates {rates}"
+    run = f"{name} untuned" if rates is None else f"{name} at learning rates {rates}"
+    return run + settings(name, protocol)
+
+
+def settings(name: str, protocol: Protocol) -> str:
+    """``" with weight_decay=0.1"`` for ``--set`` hyperparameters of ``name``, else ``""``."""
+    hparams = protocol.hparams.get(name)
+    if not hparams:
+        return ""
+    return " with " + ", ".join(f"{k}={v!r}" for k, v in sorted(hparams.items()))
 
 
 def select(final_losses: np.ndarray, diverged: np.ndarray) -> int:

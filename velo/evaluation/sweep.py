@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +58,7 @@ def run(
     horizon: int,
     *,
     checkpoint: str | None = None,
+    hparams: dict[str, Any] | None = None,
     eval_params: EvalParamsFn | None = None,
     on_chunk: Callable[[int], None] = lambda steps: None,
 ) -> Sweep:
@@ -72,12 +73,13 @@ def run(
       budget: the run length the optimizer is told and the test metrics are taken at.
       horizon: total steps run, a multiple of ``budget`` (longer for the speed-up reference).
       checkpoint: for the learned optimizer.
+      hparams: further hyperparameters of the optimizer (``--set``), e.g. ``weight_decay``.
       eval_params: ``(opt_state, params) -> params`` to test at (schedule-free); identity if None.
       on_chunk: called with the number of steps after each chunk, for progress bars.
     """
     tuned = learning_rates is not None
     rates = jnp.asarray(learning_rates if tuned else [0.0], jnp.float32)
-    build = _builder(name, budget, checkpoint, tuned)
+    build = _builder(name, budget, checkpoint, tuned, hparams or {})
     params, data_keys = initial_params(task, seeds)
 
     start = time.perf_counter()
@@ -114,12 +116,13 @@ def initial_params(task: tasks.Task, seeds: int):
     return jax.vmap(task.init)(keys[:, 0]), keys[:, 1]
 
 
-def _builder(name: str, budget: int, checkpoint: str | None, tuned: bool):
-    """``lr -> optimizer``. An untuned optimizer is built once (its checkpoint read once), not at
-    every trace."""
+def _builder(name: str, budget: int, checkpoint: str | None, tuned: bool,
+             hparams: dict[str, Any]):
+    """``lr -> optimizer``, told the budget (scheduled baselines decay over it). An untuned
+    optimizer is built once (its checkpoint read once), not at every trace."""
     if tuned:
-        return lambda lr: optimizers.make(name, budget, learning_rate=lr)
-    opt = optimizers.make(name, budget, checkpoint=checkpoint)
+        return lambda lr: optimizers.make(name, budget, learning_rate=lr, hparams=hparams)
+    opt = optimizers.make(name, budget, checkpoint=checkpoint, hparams=hparams)
     return lambda lr: opt
 
 
