@@ -23,6 +23,11 @@ loss exactly is accepted without updating h (the reference's "cancellation" rule
 Non-finite values: a NaN/inf trial loss fails the test (the search backtracks); a non-finite loss
 or slope at the current point disables the search (the reference's ``L >= 1e-8 and s >= 1e-8``
 gate), and the registry's `velo.guard` skips such steps entirely.
+
+Dtypes: the line search's scalars (losses, eta, h, s and the step-size averages) are float32, or
+float64 when the parameters hold float64; bfloat16 parameters keep a float32 search, whose
+``shrink``-factor steps and 0.99-averages bfloat16 would round away. Moments and updates take the
+dtype of the parameters.
 """
 
 from __future__ import annotations
@@ -44,11 +49,11 @@ class SalsaState(NamedTuple):
       count: int32 scalar, steps taken (k).
       mu: first moment m, like params.
       nu: second moment v, like params.
-      step_size: float32 scalar, the stored step size eta.
-      decrease: float32 scalar h, moving average of accepted loss decreases.
-      slope: float32 scalar s, moving average of ``g . P g`` over search steps.
-      step_size_slow: float32 scalar, 0.99-average of eta after each search.
-      step_size_fast: float32 scalar, 0.9-average of eta after each search.
+      step_size: scalar in the search dtype (`search_dtype`), the stored step size eta.
+      decrease: search-dtype scalar h, moving average of accepted loss decreases.
+      slope: search-dtype scalar s, moving average of ``g . P g`` over search steps.
+      step_size_slow: search-dtype scalar, 0.99-average of eta after each search.
+      step_size_fast: search-dtype scalar, 0.9-average of eta after each search.
       since_search: int32 scalar, steps since the last search step.
       searches: int32 scalar, number of search steps so far.
       trials: int32 scalar, forward passes spent on trial points so far (no backward passes).
@@ -65,6 +70,11 @@ class SalsaState(NamedTuple):
     since_search: jax.Array
     searches: jax.Array
     trials: jax.Array
+
+
+def search_dtype(params: optax.Params) -> jnp.dtype:
+    """Dtype of the line search's scalars: float32, or wider when ``params`` hold wider floats."""
+    return jnp.promote_types(jnp.float32, optax.tree.dtype(params, "promote"))
 
 
 def searches_needed_gap(step_size_fast: jax.Array, step_size_slow: jax.Array) -> jax.Array:
@@ -112,12 +122,13 @@ def salsa(
     _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay)
 
     def init_fn(params):
-        f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+        dtype = search_dtype(params)
+        real = lambda x: jnp.asarray(x, dtype)  # noqa: E731
         i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
         return SalsaState(
             count=i32(0), mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params),
-            step_size=f32(init_step_size), decrease=f32(0.0), slope=f32(0.0),
-            step_size_slow=f32(_TINY), step_size_fast=f32(_TINY),
+            step_size=real(init_step_size), decrease=real(0.0), slope=real(0.0),
+            step_size_slow=real(_TINY), step_size_fast=real(_TINY),
             since_search=i32(100), searches=i32(0), trials=i32(0),
         )
 
@@ -129,7 +140,8 @@ def salsa(
                 "(p -> the same minibatch's loss at p) for its line search; velo.train.train "
                 "passes both"
             )
-        loss = jnp.asarray(loss, jnp.float32)
+        dtype = state.step_size.dtype
+        loss = jnp.asarray(loss, dtype)
         count = optax.safe_increment(state.count)
         since = state.since_search + 1
         mu = optax.tree.update_moment(grads, state.mu, b1, 1)
@@ -149,7 +161,9 @@ def salsa(
             )
 
         def searched(_):
-            slope = b3 * state.slope + (1.0 - b3) * optax.tree.vdot(grads, plain_dir)
+            g_dot_pg = optax.tree.vdot(optax.tree.cast(grads, dtype),
+                                       optax.tree.cast(plain_dir, dtype))
+            slope = b3 * state.slope + (1.0 - b3) * g_dot_pg
             can_search = (loss >= _TINY) & (slope >= _TINY)
             updates, eta, decrease, trials = jax.lax.cond(
                 can_search,
@@ -177,8 +191,9 @@ def salsa(
 
 
 def _step(params, direction, eta, decay):
-    """Updates moving ``params`` to ``(1 - decay) * params - eta * direction``."""
-    return jax.tree.map(lambda p, d: -decay * p - eta * d, params, direction)
+    """Updates moving ``params`` to ``(1 - decay) * params - eta * direction``, in the dtype of
+    each parameter."""
+    return jax.tree.map(lambda p, d: (-decay * p - eta * d).astype(p.dtype), params, direction)
 
 
 def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c, b3, shrink,
@@ -186,7 +201,7 @@ def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c,
     """The backtracking loop: (updates, stored eta, h, number of trials).
 
     Tries ``(1 - decay) * params - eta * direction`` with eta shrinking until the smoothed Armijo
-    test passes or ``max_trials`` forwards are spent.
+    test passes or ``max_trials`` forwards are spent. Trial losses are compared in ``loss``'s dtype.
     """
 
     def keep_going(carry):
@@ -195,7 +210,8 @@ def _backtrack(params, direction, loss, loss_fn, decrease, slope, eta, decay, c,
 
     def try_once(carry):
         trials, eta, _, h, _ = carry
-        new_loss = loss_fn(optax.apply_updates(params, _step(params, direction, eta, decay)))
+        trial = optax.apply_updates(params, _step(params, direction, eta, decay))
+        new_loss = jnp.asarray(loss_fn(trial), loss.dtype)
         candidate = b3 * h + (1.0 - b3) * (loss - new_loss)
         cancelled = new_loss == loss
         passed = candidate >= c * eta * slope  # False for NaN or inf trial losses
@@ -229,8 +245,11 @@ def salsa_paper(
     structural differences (growth compounding on every step, the momentum direction applied at
     the accepted step size, parameter groups) are not reproduced.
     """
-    return salsa(init_step_size, c, b1, b2, b3, growth, shrink, max_trials, weight_decay,
-                 adaptive_cadence, eps)
+    return salsa(
+        init_step_size=init_step_size, c=c, b1=b1, b2=b2, b3=b3, growth=growth, shrink=shrink,
+        max_trials=max_trials, weight_decay=weight_decay, adaptive_cadence=adaptive_cadence,
+        eps=eps,
+    )
 
 
 def _check(name: str, value, ok, rule: str) -> None:
