@@ -30,7 +30,7 @@ def small_params():
     return {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
 
 
-def test_every_issue_method_is_registered():
+def test_every_method_is_registered():
     assert set(NAMES) == {
         "adam", "sgd", "momentum", "radam", "lion", "salsa", "salsa_paper", "ranger", "gi_adam",
         "prodigy", "dadapt_adamw", "mechanic", "cocob", "schedule_free_adamw", "dog",
@@ -55,7 +55,7 @@ def test_calling_convention_and_nonfinite_steps(name):
     bad_grads = {"w": grads["w"].at[0, 0].set(jnp.nan), "b": grads["b"].at[1].set(jnp.inf)}
     for g, value, skipped in [(bad_grads, loss, 1), (grads, jnp.float32(jnp.nan), 2)]:
         updates, new_state = update(g, state, params, loss=value)
-        assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
+        jax.tree.map(np.testing.assert_array_equal, updates, jax.tree.map(jnp.zeros_like, params))
         jax.tree.map(np.testing.assert_array_equal, new_state.inner, state.inner)
         assert int(new_state.skipped) == skipped
         state = new_state
@@ -98,24 +98,51 @@ def test_every_optimizer_trains_the_digits_mlp(digits_runs, name):
     assert int(result.state.opt_state.skipped) == 0
 
 
-def test_eval_params_hooks():
-    assert baselines.eval_params_fn("adam") is None
+def three_steps(opt):
     params = small_params()
-    loss, grads = jax.value_and_grad(quadratic)(params)
-    for name in ["schedule_free_adamw", "ranger"]:
-        opt = baselines.make(name)
-        _, state = jax.jit(opt.update)(grads, opt.init(params), params)
-        at = baselines.eval_params_fn(name)(state, params)
-        assert jax.tree.structure(at) == jax.tree.structure(params)
-    np.testing.assert_array_equal(at["w"], params["w"])  # ranger's slow weights before a sync
+    state, update = opt.init(params), jax.jit(opt.update)
+    for _ in range(3):
+        updates, state = update(jax.grad(quadratic)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+def test_eval_params_hooks():
+    assert [n for n in NAMES if baselines.eval_params_fn(n)] == ["ranger", "schedule_free_adamw"]
+    params, state = three_steps(baselines.make("schedule_free_adamw"))
+    at = baselines.eval_params_fn("schedule_free_adamw")(state, params)
+    expected = optax.contrib.schedule_free_eval_params(state.inner, params)
+    jax.tree.map(np.testing.assert_array_equal, at, expected)
+    assert not np.allclose(at["w"], params["w"])
+    params, state = three_steps(baselines.make("ranger"))
+    at = baselines.eval_params_fn("ranger")(state, params)
+    # Lookahead's slow weights stay at the start until the first sync (every 5 steps).
+    jax.tree.map(np.testing.assert_array_equal, at, small_params())
+    assert not np.allclose(params["w"], 1.0)
+
+
+def traced_step(opt) -> str:
+    """The jaxpr of one step of ``opt`` on `small_params`: equal text means the same computation,
+    every hyperparameter constant included."""
+
+    def step(params):
+        loss, grads = jax.value_and_grad(quadratic)(params)
+        return opt.update(grads, opt.init(params), params, loss=loss, loss_fn=quadratic)[0]
+
+    return str(jax.make_jaxpr(step)(small_params()))
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_name_builds_through_velo_optimizers(name):
+def test_velo_optimizers_passes_every_setting_on(name):
+    """`velo.optimizers.make` builds every baseline with the given learning rate, further
+    hyperparameters and (for schedules) the run length, and they change the computation."""
     lr = {"learning_rate": 2e-3} if name in LR_NAMES else {}
     hparams = {"eps": 1e-7} if "eps" in baselines.defaults(name) else {}
-    opt = optimizers.make(name, 10, **lr, hparams=hparams)
-    assert isinstance(opt, optax.GradientTransformationExtraArgs)
+    assert lr or hparams, "give every optimizer a setting that differs from its default"
+    built = traced_step(optimizers.make(name, 200, **lr, hparams=hparams))
+    run_length = RUN_LENGTH.get(name, {})
+    assert built == traced_step(baselines.make(name, **lr, **hparams, **run_length))
+    assert built != traced_step(baselines.make(name, **run_length))
 
 
 @pytest.mark.parametrize("argv", [

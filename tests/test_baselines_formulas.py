@@ -115,6 +115,7 @@ def test_radam_matches_paper(problem, before):
     assert_close(ours, run_numpy(numpy_radam(1e-2, before), problem))
     first_rectified = 6  # rho_5 = 4.996 < 5 <= rho_6 = 5.994 for b2 = 0.999
     untractable = [np.abs(u["w"]).max() for u in ours[: first_rectified - 1]]
+    assert len(untractable) == first_rectified - 1
     assert all(x == 0 for x in untractable) == (before == "skip")
     assert np.abs(ours[first_rectified - 1]["w"]).max() > 0
 
