@@ -32,7 +32,7 @@ from velo.baselines.lookahead import ranger, slow_params
 from velo.baselines.mechanic import mechanic
 from velo.baselines.radam import radam
 from velo.baselines.salsa import salsa, salsa_paper
-from velo.train import EvalParamsFn
+from velo.types import EvalParamsFn
 
 
 class _Entry(NamedTuple):
