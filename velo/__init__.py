@@ -2,7 +2,8 @@
 
 ``import velo`` is cheap: `optax_lopt` and the subpackages `velo.lopt`, `velo.baselines` and
 `velo.evaluation` load on first use, so the command line does not pay for JAX and flax up front.
-`velo` knows nothing of `meta_train`; it uses `tasks` only for its training loop and evaluation.
+`velo` knows nothing of `meta_train`, and only `velo.evaluation` and the command line import `tasks`
+(the training loop takes any object with the `tasks.Task` interface).
 """
 
 import importlib

@@ -29,7 +29,7 @@ def run(args) -> int:
           f"{', '.join(str(d) for d in devices)}")
     print(f"checkpoints directory: {shipped.directory()}")
     names = shipped.names()
-    print(f"shipped checkpoints: {'' if names else '(none yet)'}")
+    print(f"shipped checkpoints: {'' if names else '(none)'}")
     for name in names:
         print(f"  {describe(name)}")
     return 0
