@@ -120,3 +120,16 @@ def test_paper_variant_constants():
     }
     (params, _), _ = run(baselines.salsa_paper(), start())
     assert quadratic(params) < 0.5 * quadratic(start())
+
+
+def test_line_search_dtype_follows_the_widest_parameters():
+    """float32 for float32 and bfloat16 parameters (bfloat16 would round the search away),
+    float64 once any parameter is float64."""
+    opt = baselines.salsa()
+    assert opt.init({"w": jnp.ones(2, jnp.bfloat16)}).step_size.dtype == jnp.float32
+    with jax.enable_x64(True):
+        mixed = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(2, jnp.float64)}
+        state = opt.init(mixed)
+        assert {state.step_size.dtype, state.decrease.dtype, state.slope.dtype} == {
+            jnp.dtype("float64")}
+        assert (state.mu["w"].dtype, state.mu["b"].dtype) == (jnp.float32, jnp.float64)
