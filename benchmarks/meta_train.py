@@ -2,8 +2,11 @@
 
 Measures, side by side in one process, the population trained with the learned optimizer and the
 same population trained with `optax.adam` (one learning rate per member) in the same sharded,
-vmapped `lax.scan` programs; then the learned optimizer's speed-up from 1 to 2 devices (two
-subprocesses with different ``--xla_force_host_platform_device_count``).
+vmapped `lax.scan` programs; then, side by side in one invocation, the learned optimizer's
+throughput in three subprocess set-ups: one process with 1 CPU device, one process with 2 forced
+host devices (``--xla_force_host_platform_device_count=2``), and two processes of 1 device each
+joined by `jax.distributed` on a localhost coordinator (gloo collectives), which is how
+``velo meta-train --distributed`` runs. The ratios to the 1-device run are the speed-ups.
 
     .venv/bin/python benchmarks/meta_train.py [--task digits_mlp] [--population 16]
 """
@@ -44,7 +47,7 @@ def measure(task_name: str, population: int, horizon: int, chunk: int, repeats: 
         cache = CompileCache()
         runner = Runner(learner, mesh, cache, chunk)
         mean = learner.init(jax.random.key(0))
-        pop = jax.device_put(
+        pop = devices.put(
             jax.tree.map(lambda x: x + 0.01 * np.arange(population).reshape(
                 (population,) + (1,) * x.ndim), mean), devices.sharded(mesh))
         runner.fitness(task, pop, keys, keys, horizon, horizon).block_until_ready()
@@ -58,17 +61,39 @@ def measure(task_name: str, population: int, horizon: int, chunk: int, repeats: 
     return out
 
 
-def _child(args) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--task", args.task, "--population",
-           str(args.population), "--horizon", str(args.horizon), "--chunk", str(args.chunk),
-           "--repeats", str(args.repeats), "--lopt", args.lopt]
+def _child_argv(args) -> list[str]:
+    return [sys.executable, __file__, "--child", "--task", args.task, "--population",
+            str(args.population), "--horizon", str(args.horizon), "--chunk", str(args.chunk),
+            "--repeats", str(args.repeats), "--lopt", args.lopt]
+
+
+def _setups(args) -> dict:
+    """Throughput on 1 device, on 2 devices of one process, and on 2 processes of 1 device."""
     results = {}
-    for n in (1, 2):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+    for name, devices, processes in (("1 device", 1, 1), ("2 devices", 2, 1),
+                                     ("2 processes", 1, 2)):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                    JAX_PLATFORMS="cpu")
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        results[n] = json.loads(run.stdout.strip().splitlines()[-1])
+        if processes > 1:
+            env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}",
+                       JAX_NUM_PROCESSES=str(processes))
+        procs = [subprocess.Popen(_child_argv(args), env=dict(env, JAX_PROCESS_ID=str(i)),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(processes)]
+        outputs = [p.communicate() for p in procs]
+        for p, (_, err) in zip(procs, outputs, strict=True):
+            if p.returncode:
+                raise RuntimeError(f"{name} child failed:\n{err[-2000:]}")
+        results[name] = json.loads(outputs[0][0].strip().splitlines()[-1])  # process 0
     return results
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -82,6 +107,10 @@ def main() -> None:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
+        if os.environ.get("JAX_NUM_PROCESSES"):
+            from meta_train.devices import initialize_distributed
+
+            initialize_distributed()
         print(json.dumps(measure(args.task, args.population, args.horizon, args.chunk,
                                  args.repeats, [args.lopt])))
         return
@@ -96,10 +125,12 @@ def main() -> None:
     print(f"  optax.adam          : {adam_rate:9.0f} model-steps/s "
           f"(compile {side['adam']['compile_s']:.1f} s)")
     print(f"  ratio learned/adam  : {lopt_rate / adam_rate:.2f}x (target >= 0.4x)")
-    devices_ = _child(args)
-    one, two = (devices_[n][args.lopt]["model_steps_per_s"] for n in (1, 2))
-    print(f"  learned optimizer on 1 device: {one:9.0f}, on 2 devices: {two:9.0f} model-steps/s "
-          f"-> speed-up {two / one:.2f}x")
+    setups = _setups(args)
+    one = setups["1 device"][args.lopt]["model_steps_per_s"]
+    for name, result in setups.items():
+        rate = result[args.lopt]["model_steps_per_s"]
+        print(f"  learned optimizer, {name:11s}: {rate:9.0f} model-steps/s -> speed-up "
+              f"{rate / one:.2f}x over 1 device ({result['devices']} device(s) in the mesh)")
 
 
 if __name__ == "__main__":

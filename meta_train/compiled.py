@@ -38,5 +38,5 @@ class CompileCache:
 def enable_persistent_cache(directory: str) -> None:
     """Keep compiled programs in ``directory`` across processes (JAX's persistent cache)."""
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

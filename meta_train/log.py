@@ -9,6 +9,7 @@ and throughput, by generation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,16 +47,17 @@ class RunLog:
             kept = [r for r in _records(self.path, torn_ok=True)
                     if generation and r["generation"] <= generation]
             tmp = self.path + ".tmp"
-            with open(tmp, "w") as f:
-                f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
-            os.replace(tmp, self.path)
+            with _writing(self.path):
+                with open(tmp, "w") as f:
+                    f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in kept)
+                os.replace(tmp, self.path)
 
     def write(self, record: dict) -> dict:
         """Append ``record`` with non-finite numbers as None; returns what was written."""
         record, count = _finite(record)
         record["nonfinite_values"] = count
         if self.enabled:
-            with open(self.path, "a") as f:
+            with _writing(self.path), open(self.path, "a") as f:
                 f.write(json.dumps(record, allow_nan=False) + "\n")
             if self.board is not None:
                 _draw(self.board, record)
@@ -64,6 +66,17 @@ class RunLog:
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
+
+
+@contextlib.contextmanager
+def _writing(path: str):
+    """Turn a failed write of ``path`` into the run store's clear error."""
+    try:
+        yield
+    except OSError as e:
+        from meta_train.store import write_error
+
+        raise write_error(os.path.dirname(path), e, what=os.path.basename(path)) from None
 
 
 def _finite(value):

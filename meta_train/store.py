@@ -90,7 +90,7 @@ class RunStore:
             try:
                 _write_json(os.path.join(self.out, CONFIG_FILE), self.config.to_dict())
             except OSError as e:
-                raise _write_error(self.out, e) from None
+                raise write_error(self.out, e) from None
             self._config_saved = True
         try:  # errors of an asynchronous write surface here, at the next save or at close
             self.manager.save(
@@ -101,7 +101,7 @@ class RunStore:
                 metrics=None if validation is None else {"validation": validation},
             )
         except Exception as e:  # orbax and tensorstore raise many types for failed writes
-            raise _write_error(self.out, e) from None
+            raise write_error(self.out, e) from None
 
     def restore(self, run: Run) -> tuple[int, Any, Plan | None]:
         """``(generation, ES state, truncated-ES carry)`` of the latest readable checkpoint,
@@ -162,7 +162,7 @@ class RunStore:
         try:
             self.manager.wait_until_finished()
         except Exception as e:  # orbax and tensorstore raise many types for failed writes
-            raise _write_error(self.out, e) from None
+            raise write_error(self.out, e) from None
         finally:
             self.manager.close()
 
@@ -195,7 +195,11 @@ def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
 
 
 def restore_mean(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
-    """The mean meta-parameters of checkpoint ``step``, shaped like ``abstract``."""
+    """The mean meta-parameters of checkpoint ``step``, shaped like ``abstract``, on this
+    process's first device (whatever the devices and processes of the run that saved it)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                            abstract)
     return restore(manager, step, mean=ocp.args.StandardRestore(abstract)).mean
 
 
@@ -215,12 +219,13 @@ def restore(manager: ocp.CheckpointManager, step: int, **items) -> Any:
         ) from None
 
 
-def _write_error(out: str, error: Exception) -> ValueError:
+def write_error(out: str, error: Exception, what: str = "a checkpoint") -> ValueError:
+    """The error for a failed write of ``what`` to run directory ``out``."""
     detail = str(error).splitlines()[0] if str(error) else ""
     return ValueError(
-        f"cannot write a checkpoint to {out}: {type(error).__name__}: {detail} -- is the disk "
-        f"full or the directory read-only? The checkpoints already written are kept: free space "
-        f"or fix the permissions, then rerun with --resume"
+        f"cannot write {what} to {out}: {type(error).__name__}: {detail} -- is the disk full or "
+        f"the directory read-only? The checkpoints already written are kept: free space or fix "
+        f"the permissions, then rerun with --resume"
     )
 
 

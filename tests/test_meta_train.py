@@ -120,15 +120,18 @@ def _exploding_task(name: str = "exploding", start: float = 1.0) -> Task:
 
 
 def test_diverging_task_does_not_poison_update(tmp_path):
-    task = _exploding_task()
+    from velo.tensorboard import read_scalars
+
+    task, overflowing = _exploding_task(), _exploding_task("overflowing", start=100.0)
     config = dataclasses.replace(SMALL, generations=3, validate_every=3, sigma=1.0,
                                  learning_rate=0.3, population=16, families=())
     out = str(tmp_path / "div")
-    result = meta_train(config, out, learner=adam_learner(60.0),
-                        validation=[task, _exploding_task("overflowing", start=100.0)],
-                        task_source=lambda config, key, generation: [task])
-    fractions = [r["nonfinite_fraction"] for r in result.records if "meta_loss" in r]
-    assert fractions[0] > 0  # some members diverged...
+    # Every member diverges on `overflowing` from the first step: its loss is inf.
+    result = meta_train(config, out, learner=adam_learner(60.0), validation=[task, overflowing],
+                        task_source=lambda config, key, generation: [task, overflowing],
+                        tensorboard=str(tmp_path / "tb"))
+    train = [r for r in result.records if "meta_loss" in r]
+    assert train[0]["nonfinite_fraction"] > 0.5  # all of one task, some of the other...
     assert np.isfinite(result.meta_params["log_lr"])  # ...and the mean stays finite,
     assert result.meta_params["log_lr"] < np.log(60.0)  # moving away from them
     # A diverged validation task is logged as null, and so is the mean: never the best.
@@ -136,14 +139,25 @@ def test_diverging_task_does_not_poison_update(tmp_path):
         validation = record["validation"]
         assert validation["overflowing"] is None and validation["diverged"] == ["overflowing"]
         assert np.isfinite(validation["exploding"]) and validation["mean"] is None
+    # So are the infinite meta-loss and family loss, and the record counts them.
+    assert train[0]["meta_loss"] is None and train[0]["family_loss"] == {"exploding": None}
+    assert train[0]["nonfinite_values"] == 2
 
     def reject(token):
         raise AssertionError(f"non-standard JSON {token} in log.jsonl")
 
-    for line in open(os.path.join(out, "log.jsonl")):
-        json.loads(line, parse_constant=reject)
+    logged = [json.loads(line, parse_constant=reject) for line in open(f"{out}/log.jsonl")]
+    assert logged == result.records
     with pytest.raises(ValueError, match="no checkpoint .* has a validation score"):
         export(out, str(tmp_path / "exported"), "best")
+    scalars = read_scalars(str(tmp_path / "tb"))
+    assert [step for step, _ in scalars["es/sigma"]] == [1, 2, 3]
+    assert [v for _, v in scalars["es/update_norm"]] == pytest.approx(
+        [r["update_norm"] for r in train])
+    assert [step for step, _ in scalars["validation/exploding"]] == [0, 3]
+    for tag in ("throughput/model_steps_per_s", "meta_loss/nonfinite_fraction"):
+        assert len(scalars[tag]) == 3
+    assert "meta_loss/all" not in scalars  # null every generation: nothing to draw
 
 
 def test_shape_fitness_ranks_nonfinite_worst():

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
                    help="optimizer steps (default: the task's own step budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="directory for run.json and curve.png")
+    p.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                   help="also write the curves as TensorBoard event files, to DIR (default: "
+                   "OUT/tensorboard); needs pip install 'velo[tensorboard]'")
     p.set_defaults(func=run)
 
 
@@ -33,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from velo.train import train
 
     out = run_record.check_writable(args.out)
+    board = None
+    if args.tensorboard is not None:  # opened first: a missing extra fails before training
+        from velo.tensorboard import open_writer
+
+        board = open_writer(args.tensorboard or f"{out}/tensorboard")
     hparams = overrides.parse(args.set)
     task = tasks.get(args.task)
     args.steps = args.steps or task.default_steps
@@ -48,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps, "seed": args.seed,
     }
     run_record.write_run(out, config, result.losses, result.test)
+    if board is not None:
+        for step, loss in enumerate(result.losses):
+            board.add_scalar("train/loss", float(loss), step)
+        for name, value in result.test.items():
+            board.add_scalar(f"test/{name}", value, args.steps)
+        board.close()
     tail = result.losses[-max(1, args.steps // 20):].mean()
     print(f"{args.task} / {args.optimizer}: final train loss {tail:.4f} "
           f"(mean of last {max(1, args.steps // 20)} steps)")
