@@ -8,12 +8,12 @@ Every optimizer is an `optax.GradientTransformationExtraArgs` whose update is
 from velo.baselines.catapult import catapult_learning_rate, catapult_warmup
 from velo.baselines.cosine import adamw_cosine, lion_cosine, warmup_cosine
 from velo.baselines.gi_adam import gi_adam, scale_by_gi_adam
-from velo.guard import check_float_params, skip_nonfinite
 from velo.baselines.lookahead import lookahead, ranger, slow_params
 from velo.baselines.mechanic import mechanic
 from velo.baselines.radam import radam
 from velo.baselines.registry import defaults, eval_params_fn, make, names
 from velo.baselines.salsa import salsa, salsa_paper
+from velo.guard import check_float_params, skip_nonfinite
 
 __all__ = [
     "adamw_cosine", "catapult_learning_rate", "catapult_warmup", "check_float_params", "defaults",

@@ -122,43 +122,23 @@ def salsa(
     _check_salsa_args(c, b1, b2, b3, growth, shrink, max_trials, init_step_size, weight_decay)
 
     def init_fn(params):
-        dtype = search_dtype(params)
-        real = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-        i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
-        return SalsaState(
-            count=i32(0), mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params),
-            step_size=real(init_step_size), decrease=real(0.0), slope=real(0.0),
-            step_size_slow=real(_TINY), step_size_fast=real(_TINY),
-            since_search=i32(100), searches=i32(0), trials=i32(0),
-        )
+        return _init_state(params, init_step_size)
 
     def update_fn(grads, state, params=None, *, loss=None, loss_fn=None, **extra_args):
         del extra_args  # other callers' extra arguments
-        if params is None or loss is None or loss_fn is None:
-            raise ValueError(
-                "salsa's update needs params, loss= (the minibatch loss at params) and loss_fn= "
-                "(p -> the same minibatch's loss at p) for its line search; velo.train.train "
-                "passes both"
-            )
+        _check_update_args(params, loss, loss_fn)
         dtype = state.step_size.dtype
         loss = jnp.asarray(loss, dtype)
         count = optax.safe_increment(state.count)
-        since = state.since_search + 1
         mu = optax.tree.update_moment(grads, state.mu, b1, 1)
         nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
-        # The reference bias-corrects with count + 1; kept for fidelity.
-        v_hat = optax.tree.bias_correction(nu, b2, count + 1)
-        precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v) + eps), v_hat)
-        m_hat = optax.tree.bias_correction(mu, b1, count + 1)
-        adam_dir = jax.tree.map(jnp.multiply, precond, m_hat)
-        plain_dir = jax.tree.map(jnp.multiply, precond, grads)
+        moved = state._replace(count=count, mu=mu, nu=nu, since_search=state.since_search + 1)
+        adam_dir, plain_dir = _directions(grads, mu, nu, count, b1, b2, eps)
         decay = weight_decay * state.step_size
         eta_try = growth * state.step_size
 
         def skipped(_):
-            return _step(params, adam_dir, eta_try, decay), state._replace(
-                count=count, mu=mu, nu=nu, since_search=since
-            )
+            return _step(params, adam_dir, eta_try, decay), moved
 
         def searched(_):
             g_dot_pg = optax.tree.vdot(optax.tree.cast(grads, dtype),
@@ -173,21 +153,61 @@ def salsa(
                            jnp.zeros((), jnp.int32)),
                 None,
             )
-            return updates, SalsaState(
-                count=count, mu=mu, nu=nu, step_size=eta, decrease=decrease, slope=slope,
-                step_size_slow=0.99 * state.step_size_slow + 0.01 * eta,
-                step_size_fast=0.9 * state.step_size_fast + 0.1 * eta,
-                since_search=jnp.zeros((), jnp.int32), searches=state.searches + 1,
-                trials=state.trials + trials,
-            )
+            return updates, _record_search(moved, eta, decrease, slope, trials)
 
-        search = jnp.asarray(True)
-        if adaptive_cadence:
-            gap = searches_needed_gap(state.step_size_fast, state.step_size_slow)
-            search = (count < 10) | (since >= gap)
+        search = _search_due(moved) if adaptive_cadence else jnp.asarray(True)
         return jax.lax.cond(search, searched, skipped, None)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _init_state(params: optax.Params, init_step_size: float) -> SalsaState:
+    real = lambda x: jnp.asarray(x, search_dtype(params))  # noqa: E731
+    i32 = lambda x: jnp.asarray(x, jnp.int32)  # noqa: E731
+    return SalsaState(
+        count=i32(0), mu=optax.tree.zeros_like(params), nu=optax.tree.zeros_like(params),
+        step_size=real(init_step_size), decrease=real(0.0), slope=real(0.0),
+        step_size_slow=real(_TINY), step_size_fast=real(_TINY),
+        since_search=i32(100), searches=i32(0), trials=i32(0),
+    )
+
+
+def _check_update_args(params, loss, loss_fn) -> None:
+    if params is None or loss is None or loss_fn is None:
+        raise ValueError(
+            "salsa's update needs params, loss= (the minibatch loss at params) and loss_fn= "
+            "(p -> the same minibatch's loss at p) for its line search; velo.train.train "
+            "passes both"
+        )
+
+
+def _directions(grads, mu, nu, count, b1, b2, eps):
+    """``(P m_hat, P g)``: Adam's direction and the momentum-free one the search tries, with
+    ``P = 1 / (sqrt(v_hat) + eps)``."""
+    # The reference bias-corrects with count + 1; kept for fidelity.
+    v_hat = optax.tree.bias_correction(nu, b2, count + 1)
+    precond = jax.tree.map(lambda v: 1.0 / (jnp.sqrt(v) + eps), v_hat)
+    m_hat = optax.tree.bias_correction(mu, b1, count + 1)
+    return jax.tree.map(jnp.multiply, precond, m_hat), jax.tree.map(jnp.multiply, precond, grads)
+
+
+def _search_due(state: SalsaState) -> jax.Array:
+    """Whether step ``state.count`` searches: steps 1-9 always, later ones once
+    ``state.since_search`` reaches `searches_needed_gap`."""
+    gap = searches_needed_gap(state.step_size_fast, state.step_size_slow)
+    return (state.count < 10) | (state.since_search >= gap)
+
+
+def _record_search(state: SalsaState, eta, decrease, slope, trials) -> SalsaState:
+    """``state`` after a search that stored step size ``eta``, h ``decrease`` and s ``slope``
+    and spent ``trials`` forward passes."""
+    return state._replace(
+        step_size=eta, decrease=decrease, slope=slope,
+        step_size_slow=0.99 * state.step_size_slow + 0.01 * eta,
+        step_size_fast=0.9 * state.step_size_fast + 0.1 * eta,
+        since_search=jnp.zeros((), jnp.int32), searches=state.searches + 1,
+        trials=state.trials + trials,
+    )
 
 
 def _step(params, direction, eta, decay):
