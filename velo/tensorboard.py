@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import struct
+import time
 
 
 def open_writer(logdir: str, purge_step: int | None = None):
@@ -30,7 +31,9 @@ def open_writer(logdir: str, purge_step: int | None = None):
             "TensorBoard logging needs tensorboardX: pip install 'velo[tensorboard]' (or drop "
             "--tensorboard)"
         ) from None
-    return SummaryWriter(logdir, purge_step=purge_step, flush_secs=10)
+    # tensorboardX names files by the second: a resumed run in the same second would overwrite.
+    suffix = f".{os.getpid()}.{time.time_ns()}"
+    return SummaryWriter(logdir, purge_step=purge_step, flush_secs=10, filename_suffix=suffix)
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
