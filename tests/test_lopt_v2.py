@@ -150,10 +150,11 @@ def test_every_step_within_the_stated_bound(grad_scale):
         return u, s
 
     state, largest = opt.init(params), 0.0
+    scales = {k: max(_rms(x), CONFIG.param_scale_floor) for k, x in params.items()}  # at init
     for t in range(60):
         updates, state = step(params, state, t)
         for name in params:
-            scale = max(_rms(params[name]), CONFIG.param_scale_floor)
+            scale = scales[name]
             ratio = _rms(updates[name]) / (bound * scale)
             assert ratio <= 1.0 + 1e-4, (t, name, ratio)
             assert float(jnp.max(jnp.abs(updates[name]))) <= (
@@ -165,9 +166,10 @@ def test_every_step_within_the_stated_bound(grad_scale):
 
 
 def test_initialisation_is_the_plain_hand_designed_rule(meta_params):
-    """At init, v2 is per-tensor normalised Adam at init_step * max(RMS(p), floor) times the
-    prior schedule: this checks it against that formula computed here by hand."""
+    """At init, v2 is per-tensor normalised Adam at init_step * max(RMS(p at init), floor)
+    times the prior schedule: this checks it against that formula computed here by hand."""
     params, loss_fn = _quadratic()
+    scales = {k: max(_rms(x), CONFIG.param_scale_floor) for k, x in params.items()}
     opt = lopt.optax_lopt(200, meta_params=meta_params, config=CONFIG)
     state = opt.init(params)
     m = jax.tree.map(jnp.zeros_like, params)
@@ -181,9 +183,7 @@ def test_initialisation_is_the_plain_hand_designed_rule(meta_params):
         sched = float(rule_v2.schedule(jnp.int32(t), 200, CONFIG))
         for name in params:
             adam = (m[name] / (1 - 0.9 ** (t + 1))) / jnp.sqrt(v[name] / (1 - 0.999 ** (t + 1)))
-            want = -(adam / _rms(adam)) * CONFIG.init_step * sched * max(
-                _rms(params[name]), CONFIG.param_scale_floor
-            )
+            want = -(adam / _rms(adam)) * CONFIG.init_step * sched * scales[name]
             got = updates[name]
             cosine = float(jnp.sum(got * want) / (jnp.linalg.norm(got) * jnp.linalg.norm(want)))
             assert cosine > 0.98, (t, name, cosine)
@@ -222,10 +222,11 @@ def test_harness_options_keep_the_bound_and_train(option):
         return optax.apply_updates(p, u), s, loss, u
 
     state, losses = opt.init(params), []
+    scales = {k: max(_rms(x), config.param_scale_floor) for k, x in params.items()}
     for t in range(BUDGET):
         new, state, loss, updates = step(params, state, t)
         for name in params:
-            scale = max(_rms(params[name]), config.param_scale_floor)
+            scale = scales[name]
             assert _rms(updates[name]) <= bound * scale * (1 + 1e-4)
         params, losses = new, losses + [float(loss)]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
@@ -236,3 +237,24 @@ def test_newton_schulz_orthogonalises():
     for x in (d, d.T):
         s = np.linalg.svd(np.asarray(rule_v2.newton_schulz(x)), compute_uv=False)
         assert 0.6 < s.min() and s.max() < 1.25  # Muon's quintic: singular values near 1
+
+
+def test_weight_norms_grow_at_most_linearly(meta_params):
+    """A loss that always rewards larger weights (-|p|^2): each step adds at most the bound
+    times the tensor's initial scale, so the norm grows linearly, never geometrically."""
+    params = {"w": jax.random.normal(jax.random.key(4), (16, 8))}
+    opt = lopt.optax_lopt(BUDGET, meta_params=meta_params, config=CONFIG)
+    bound = rule_v2.step_bound(CONFIG) * _rms(params["w"])
+
+    @jax.jit
+    def run(p):
+        def body(carry, _):
+            p, s = carry
+            loss, g = jax.value_and_grad(lambda q: -jnp.sum(jnp.square(q["w"])))(p)
+            u, s = opt.update(g, s, p, loss=loss)
+            return (optax.apply_updates(p, u), s), None
+
+        return jax.lax.scan(body, (p, opt.init(p)), None, length=4 * BUDGET)[0][0]
+
+    final = run(params)
+    assert _rms(params["w"]) < _rms(final["w"]) <= _rms(params["w"]) + 4 * BUDGET * bound

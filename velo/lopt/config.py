@@ -55,6 +55,10 @@ class Config:
         orthogonalisation (Muon's quintic) before normalising it.
       adam_for_vectors: tensors of rank < 2 (biases, norms) step along Adam's direction
         m / sqrt(v), not the MLP's, at the same scheduled step.
+      scale_reference: the tensor scale steps are measured in: ``"current"``, max(RMS(p),
+        floor) now (steps are relative, so a weight norm can grow geometrically), or
+        ``"initial"``, max(RMS(p at init), floor) (steps are fixed in size after init, so
+        norms can grow at most linearly).
     """
 
     lstm_size: int = 64
@@ -78,6 +82,7 @@ class Config:
     max_progress: float = math.inf
     orthogonalize: bool = False
     adam_for_vectors: bool = False
+    scale_reference: str = "current"
 
     def __post_init__(self):
         for name in ("lstm_size", "bank_size", "mlp_hidden", "num_loss_emas"):
@@ -95,6 +100,10 @@ class Config:
                      "step_bound", "final_step_fraction", "max_progress"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)}")
+        if self.scale_reference not in ("current", "initial"):
+            raise ValueError(
+                f"Config.scale_reference must be 'current' or 'initial', got {self.scale_reference!r}"
+            )
         if self.rule not in RULE_NAMES:
             raise ValueError(f"Config.rule must be one of {RULE_NAMES}, got {self.rule!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -130,7 +139,13 @@ def _from_json(value):
     return math.inf if value == "inf" else value
 
 
-_V2 = dict(rule="v2", max_progress=1.0, progress_offsets=(0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0))
+# Rule v2 measures steps against each tensor's scale at init: with the current scale, steps are
+# relative and a weight norm can grow geometrically over a long run (a deep ReLU MLP on digits
+# overflowed to NaN within 10,000 steps; with the initial scale it stayed finite and trained).
+_V2 = dict(
+    rule="v2", max_progress=1.0, scale_reference="initial",
+    progress_offsets=(0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0),
+)
 
 
 PRESETS: dict[str, Config] = {

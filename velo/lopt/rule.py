@@ -20,10 +20,10 @@ from velo.lopt.features import ElementInputs
 
 # (step output [n], steps done [] int32, num_steps, config) -> [n] step sizes.
 TensorSteps = Callable[[jax.Array, jax.Array, object, Config], jax.Array]
-# (MLP outputs, element inputs, feature RMS [F], step [], weight decay, config) -> update of
-# one tensor, in the tensor's shape (float32).
+# (MLP outputs, element inputs, feature RMS [F], RMS of the tensor at init [], step [],
+# weight decay, config) -> update of one tensor, in the tensor's shape (float32).
 TensorUpdate = Callable[
-    [list[jax.Array], ElementInputs, jax.Array, jax.Array, object, Config], jax.Array
+    [list[jax.Array], ElementInputs, jax.Array, jax.Array, jax.Array, object, Config], jax.Array
 ]
 
 

@@ -38,11 +38,13 @@ def tensor_update(
     outputs: list[jax.Array],
     x: ElementInputs,
     feature_rms: jax.Array,
+    init_rms: jax.Array,
     step: jax.Array,
     weight_decay,
     config: Config,
 ) -> jax.Array:
     """``-step * (clip(d * exp(mag_mult * m)) * max(RMS(p), floor) + weight_decay * p)``."""
+    del init_rms
     d, m = outputs
     magnitude = jnp.exp(jnp.minimum(config.mag_mult * m, _MAX_LOG_MAGNITUDE))
     direction = jnp.clip(d * magnitude, -config.max_direction, config.max_direction)

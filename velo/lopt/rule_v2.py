@@ -88,11 +88,13 @@ def tensor_update(
     outputs: list[jax.Array],
     x: ElementInputs,
     feature_rms: jax.Array,
+    init_rms: jax.Array,
     step: jax.Array,
     weight_decay,
     config: Config,
 ) -> jax.Array:
-    """``-step * (clip(d / RMS(d)) * max(RMS(p), floor) + weight_decay * p)``, float32."""
+    """``-step * (clip(d / RMS(d)) * scale + weight_decay * p)``, float32, with scale =
+    max(RMS(p), floor), or max(RMS(p at init), floor) for ``scale_reference="initial"``."""
     (d,) = outputs
     d = jnp.broadcast_to(d, x.p.shape)
     if config.adam_for_vectors and x.p.ndim < 2:
@@ -101,7 +103,8 @@ def tensor_update(
         d = newton_schulz(d)
     d = d * jax.lax.rsqrt(jnp.mean(jnp.square(d)) + _TINY)
     direction = jnp.clip(d, -config.max_direction, config.max_direction)
-    scale = jnp.maximum(feature_rms[element_index("p")], config.param_scale_floor)
+    rms = feature_rms[element_index("p")] if config.scale_reference == "current" else init_rms
+    scale = jnp.maximum(rms, config.param_scale_floor)
     return -step * (direction * scale + weight_decay * x.p)
 
 

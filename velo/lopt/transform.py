@@ -52,12 +52,15 @@ class ScaleByLOptState(NamedTuple):
         are left alone and have none.
       loss: the `LossBuffer`.
       lstm: LSTM carry ``(c, h)``, each ``[n_float_tensors, lstm_size]``, tensors in group order.
+      init_rms: per shape group, ``[group size]`` RMS of each tensor at `init` (rule v2 can
+        measure its steps against it, `Config.scale_reference`).
     """
 
     count: jax.Array
     moments: tuple[TensorMoments, ...]
     loss: LossBuffer
     lstm: Carry
+    init_rms: tuple[jax.Array, ...]
 
 
 # `optax_lopt`'s state: `guard.GuardState(inner=ScaleByLOptState, skipped)`.
@@ -92,7 +95,8 @@ def scale_by_lopt(
         moments = groups.zeros(leaves, functools.partial(init_moments, config=config))
         zero = jnp.zeros((), jnp.int32)
         carry = zero_carry(groups.num_tensors, config)
-        return ScaleByLOptState(zero, moments, init_loss_buffer(config), carry)
+        init_rms = tuple(_rms_per_tensor(p) for p in groups.stack(leaves))
+        return ScaleByLOptState(zero, moments, init_loss_buffer(config), carry, init_rms)
 
     def update_fn(updates, state, params=None, *, loss=None, **extra_args):
         del extra_args
@@ -125,9 +129,10 @@ def scale_by_lopt(
         per_tensor = groups.split((weights, feature_rms, steps))
         element = functools.partial(_element_update, rule, config, inputs, weight_decay)
         out = [
-            jax.vmap(element)(*t) for t in zip(per_tensor, moments, g, p, strict=True)
+            jax.vmap(element)(*t)
+            for t in zip(per_tensor, state.init_rms, moments, g, p, strict=True)
         ]
-        new_state = ScaleByLOptState(count, tuple(moments), losses, carry)
+        new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
         return treedef.unflatten(groups.unstack(out, leaves)), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -188,7 +193,12 @@ def _summarise(inputs):
     return lambda moments, g, p: tensor_summary(inputs(p, g, moments))
 
 
-def _element_update(rule, config, inputs, weight_decay, per_tensor, moments, g, p):
+def _rms_per_tensor(stack: jax.Array) -> jax.Array:
+    """``[n]`` RMS of each tensor of a ``[n, ...]`` stack."""
+    return jnp.sqrt(jnp.mean(jnp.square(stack), axis=tuple(range(1, stack.ndim))))
+
+
+def _element_update(rule, config, inputs, weight_decay, per_tensor, init_rms, moments, g, p):
     """One tensor's update: the MLP on every element, then ``rule.tensor_update``.
 
     vmapped over a group, not a `lax.map` loop: XLA then fuses the pass into each tensor's slice
@@ -198,7 +208,7 @@ def _element_update(rule, config, inputs, weight_decay, per_tensor, moments, g, 
     weights, feature_rms, step = per_tensor
     x = inputs(p, g, moments)
     outputs = param_mlp.apply(weights, x, feature_rms)
-    return rule.tensor_update(outputs, x, feature_rms, step, weight_decay, config)
+    return rule.tensor_update(outputs, x, feature_rms, init_rms, step, weight_decay, config)
 
 
 def _check_call(loss, params) -> None:
