@@ -5,8 +5,10 @@ Layout of ``out/``: ``config.json`` (the meta-training config), ``checkpoints/<g
 the generation, the next generation's PRNG key, the config and the last metrics), ``log.jsonl``.
 
 Every check runs before anything is written, so a failed start (bad config, a directory holding
-another run, an unreadable checkpoint) leaves existing checkpoints as they were; ``config.json``
-is written with the first checkpoint.
+another run) leaves existing checkpoints as they were; ``config.json`` is written with the first
+checkpoint. Writes are atomic: orbax writes each checkpoint to a temporary directory and renames
+it when complete, and ``config.json`` is replaced, not rewritten. An unreadable checkpoint is set
+aside as ``<generation>.corrupt`` on resume, which continues from the one before.
 """
 
 from __future__ import annotations
