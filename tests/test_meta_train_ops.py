@@ -98,6 +98,9 @@ def test_sigint_checkpoints_and_resume_continues(tmp_path):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_full_disk_is_a_clear_error_and_keeps_checkpoints(tmp_path):
     config = dataclasses.replace(SMALL, generations=4, validate_every=0)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="cannot write to --out"):  # nothing can be created
+        meta_train(config, str(tmp_path / "a_file" / "run"))
     whole = meta_train(config, str(tmp_path / "whole"))
     out = str(tmp_path / "full")
     meta_train(dataclasses.replace(config, generations=2), out)
