@@ -221,9 +221,9 @@ half of the per-task speed-ups. Time per step: geometric mean over tasks. Beats 
 tasks with a lower final training loss than untuned Adam at its default learning rate 1e-3 (a
 diverged run never beats it). Reaches Adam: share of tasks where the optimizer's smoothed loss got
 down to tuned Adam's final loss within the budget, without diverging. Brackets: bootstrap 95%
-intervals (2,000 resamples of tasks, then of seeds within each task, fixed seed) of the
-seed-paired values: each seed against the reference's same seed (same initialisation and
-batches).
+intervals (2,000 resamples of the tasks, then of the seeds within each task, fixed generator
+seed), the metric recomputed on each resample's seeds with every optimizer on the same seeds
+(same initialisation and batches) as the references.
 
 ## Across {len(metrics)} task(s): against tuned {COSINE}
 
