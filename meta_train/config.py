@@ -52,8 +52,14 @@ class Config:
         CPU costs far more than a generation. 0 = draw fresh specs every generation.
       pool_refresh: every this many generations one pool entry is replaced by a fresh draw
         (0 = never), so long runs keep seeing new tasks at one compile per refresh.
+      pool_by_family: pool slot ``i`` draws only family ``families[i % len(families)]``, so
+        every listed family stays in the pool (otherwise ``max_task_flops`` rejects the costlier
+        families, RNNs and transformers, almost every time).
       horizon_min, horizon_max: inner training lengths are drawn log-uniformly from this range,
       horizon_buckets: rounded to this many log-spaced multiples of ``chunk``.
+      balance_horizons: draw a bucket with probability proportional to 1 / horizon. A truncated
+        trajectory lasts horizon / chunk generations, so each bucket then gets about the same
+        number of meta-updates; plain uniform draws give the longest bucket most of them.
       chunk: inner steps per compiled call (one program per task serves every horizon); also the
         truncation length of ``pes``/``nres``, which advance one chunk per generation.
       fitness_tail: fraction of the unroll (its last part) whose mean normalised training loss is
@@ -68,6 +74,9 @@ class Config:
       validation_tasks: size of the fixed validation task set (disjoint from the held-out suite);
         each task is trained ``population`` times (seeds) with the mean meta-parameters.
       validation_steps: inner steps per validation run (rounded to a multiple of ``chunk``).
+      validation_long_steps: the cheapest validation task (FLOPs per step) trains for this many
+        steps instead (0 = none), so a meta-parameter set whose runs blow up late never
+        validates best.
       checkpoint_every: generations between checkpoints.
       keep_checkpoints: most recent checkpoints kept (the best by validation is kept too).
     """
@@ -83,9 +92,11 @@ class Config:
     tasks_per_generation: int = 2
     task_pool: int = 4
     pool_refresh: int = 0
+    pool_by_family: bool = False
     horizon_min: int = 50
     horizon_max: int = 200
     horizon_buckets: int = 3
+    balance_horizons: bool = False
     chunk: int = 25
     fitness_tail: float = 1.0
     sigma: float = 0.01
@@ -96,6 +107,7 @@ class Config:
     validate_every: int = 10
     validation_tasks: int = 3
     validation_steps: int = 100
+    validation_long_steps: int = 0
     checkpoint_every: int = 10
     keep_checkpoints: int = 3
 
@@ -126,7 +138,7 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("validate_every", "task_pool", "pool_refresh"):
+        for name in ("validate_every", "task_pool", "pool_refresh", "validation_long_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
         if self.horizon_max < self.horizon_min:
@@ -140,6 +152,9 @@ class Config:
                 f"max_reparam_exponent must be in [0, {MAX_EXPONENT}], got "
                 f"{self.max_reparam_exponent}"
             )
+        if self.pool_by_family and not (self.families and self.task_pool):
+            raise ValueError("pool_by_family needs families and a task_pool; set both or "
+                             "pool_by_family=false")
         if self.max_task_flops < 0:
             raise ValueError(
                 f"max_task_flops must be >= 0 (0 = no limit), got {self.max_task_flops}"
@@ -185,6 +200,29 @@ PRESETS = {
         clip=1.0, generations=5000, validate_every=20, validation_tasks=4, validation_steps=1000,
         checkpoint_every=10, keep_checkpoints=3,
     ),
+    # The v2 recipe for CPU (issue 15), resumable over ~20 core-hours. NRES (noise-reuse
+    # truncated ES: lower variance than PES, and faster in wall-clock on learned optimizers; Li
+    # et al. 2023) reaches 10,000-step horizons one 50-step chunk per generation; horizons are
+    # weighted 1/T so the 250- and 10,000-step buckets get equal meta-updates (held-out budgets
+    # are 300-1000 steps). The 6-task pool keeps one task of each family (CNN, RNN, transformer
+    # beside MLP, autoencoder, quadratic) under 1e7 FLOPs/step, where the cheapest RNNs and
+    # transformers still run hundreds of steps/s; one slot is redrawn every 200 generations,
+    # since compiling rule v2 for a task takes 1-2 minutes on loaded cores. Reparameterised by
+    # up to 10**+-3 as VeLO/Celo/Celo2 (rule v2 measures steps in each tensor's initial scale).
+    # Outer Adam 3e-4, clipping 1 and per-task centred ranks as before; the v2 init is already a
+    # sound optimizer, so the outer steps are small. Validation: 3 tasks, the cheapest network
+    # for 5000 steps, scored on each run's last fifth, so a late blow-up never validates best.
+    "base": Config(
+        lopt="v2", distribution="default",
+        families=("mlp", "autoencoder", "quadratic", "cnn", "rnn", "transformer"),
+        pool_by_family=True, max_task_flops=1e7, max_reparam_exponent=3, seed=15,
+        estimator="nres", population=16, tasks_per_generation=2, task_pool=6,
+        pool_refresh=200, horizon_min=250, horizon_max=10_000, horizon_buckets=4,
+        balance_horizons=True, chunk=50, fitness_tail=0.2, sigma=0.01, learning_rate=3e-4,
+        clip=1.0, generations=20_000, validate_every=100, validation_tasks=3,
+        validation_steps=1000, validation_long_steps=5000, checkpoint_every=20,
+        keep_checkpoints=2,
+    ),
     # Accelerator scale, VeLO's recipe: full-unroll antithetic ES with sign shaping, sigma 0.01,
     # Adam 3e-4 with clipping, 8 tasks per estimate, horizons log-uniform up to 20k steps; a
     # large pool, slowly refreshed (VeLO resampled each worker's task every ~1000 steps).
@@ -200,7 +238,7 @@ PRESETS = {
 
 
 def preset(name: str) -> Config:
-    """The named preset: ``tiny``, ``small`` or ``velo``."""
+    """The named preset: ``tiny``, ``small``, ``base`` or ``velo``."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]

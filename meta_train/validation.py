@@ -17,16 +17,14 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     """Mean normalised training loss per validation task with ``meta_params``.
 
     Each task is trained ``config.population`` times from different seeds (the population
-    programs are reused: every member is a copy of ``meta_params``) for ``validation_steps``
-    steps; the loss is the fitness of those runs.
+    programs are reused: every member is a copy of ``meta_params``) for its `task_steps`; the
+    loss is the fitness of those runs.
 
     Returns:
       ``{task.name: loss, ..., "mean": mean over tasks, "diverged": [task names]}``. A task with
       a diverged (non-finite) run has loss None, and then the mean is None too, so a diverged
       validation never ranks as best and the log stays standard JSON (no ``Infinity``).
     """
-    steps = config.round_to_chunk(config.validation_steps)
-    tail = tail_steps(config, steps)
     n = config.population
     pop = jax.device_put(
         jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), meta_params),
@@ -36,13 +34,26 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     seeds = jax.random.split(jax.random.fold_in(jax.random.key(VALIDATION_SEED), 1), (n, 2))
     init_keys, data_keys = (put(k, sharded(runner.mesh)) for k in seeds.T)
     result = {}
-    for task in task_list:
-        losses = to_host(runner.fitness(task, pop, init_keys, data_keys, steps, tail))
+    for task, steps in zip(task_list, task_steps(config, task_list), strict=True):
+        losses = to_host(runner.fitness(task, pop, init_keys, data_keys, steps,
+                                        tail_steps(config, steps)))
         result[task.name] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else None
     result["diverged"] = [t.name for t in task_list if result[t.name] is None]
     result["mean"] = None if result["diverged"] else float(
         np.mean([result[t.name] for t in task_list]))
     return result
+
+
+def task_steps(config: Config, task_list: list[Task]) -> list[int]:
+    """Validation steps per task, multiples of ``chunk``: ``validation_steps``, and
+    ``validation_long_steps`` for the cheapest task (FLOPs per step) when that is set. A network
+    is preferred to a quadratic there: late blow-ups came from weights that keep growing."""
+    steps = [config.round_to_chunk(config.validation_steps)] * len(task_list)
+    if config.validation_long_steps and task_list:
+        cheapest = min(range(len(task_list)), key=lambda i: (
+            task_list[i].spec.get("family") == "quadratic", task_list[i].flops_per_step))
+        steps[cheapest] = config.round_to_chunk(config.validation_long_steps)
+    return steps
 
 
 def tail_steps(config: Config, horizon: int) -> int:
