@@ -129,7 +129,8 @@ def test_trains_every_rank_and_leaves_non_float_leaves_alone(seed_runs):
     assert not np.allclose(final["bias"], 0.0)  # zero-initialised tensors move (scale floor)
     assert int(state.inner.count) == STEPS and int(state.skipped) == 0
     assert state.inner.lstm[0].shape == (5, TINY.lstm_size)  # five float tensors
-    assert all(np.isfinite(np.asarray(x, np.float32)).all() for x in jax.tree.leaves(final))
+    leaves = jax.tree.leaves(final)
+    assert len(leaves) == 8 and all(np.isfinite(np.asarray(x, np.float32)).all() for x in leaves)
     assert not np.allclose(out[2][0], out[2][1])  # seeds differ
 
 
@@ -200,6 +201,7 @@ def test_non_finite_step_changes_nothing_but_the_skip_count(meta_params, bad):
     else:
         grads = dict(grads, w=grads["w"].at[3, 2].set(jnp.nan if bad == "grad_nan" else jnp.inf))
     updates, new_state = jitted_update()(meta_params, grads, state, params, loss)
+    assert len(jax.tree.leaves(updates)) == 2
     assert all(not np.any(u) for u in jax.tree.leaves(updates))
     assert int(new_state.skipped) == 1 and int(new_state.inner.count) == 1
     jax.tree.map(
@@ -212,6 +214,7 @@ def test_bf16_params_keep_float32_state(meta_params):
     final, state, losses = jitted_run(small_loss)(meta_params, params, 0)
     assert final["w"].dtype == jnp.bfloat16
     moments = [m for m in state.inner.moments if isinstance(m, TensorMoments)]
+    assert len(moments) == 2  # the bias and the matrix, in groups of their own
     assert all(x.dtype == jnp.float32 for m in moments for x in jax.tree.leaves(m))
     assert losses[-1] < 0.8 * losses[0]
 
@@ -274,7 +277,7 @@ def test_bad_input(meta_params):
 
 
 def test_untrained_initialisation_halves_digits_loss():
-    """The untrained initialisation already optimises a real task (issue 5, item 6)."""
+    """The untrained initialisation already optimises a real task."""
     import tasks
     from velo.train import train
 
