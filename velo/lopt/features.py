@@ -109,32 +109,67 @@ _TINY = 1e-30
 class ElementInputs(NamedTuple):
     """Float32 per-element quantities of one tensor of shape ``S``, gradient ones divided by s.
 
-    The 3 decays of a kind are stacked on a leading axis. Small arrays (row/column factors of
-    rank >= 2 tensors) stay small: they broadcast against ``S``, so nothing of size ``S`` is
-    computed from them until the elementwise pass.
+    The full-size fields are the raw arrays; the properties `g`, `momenta`, `second` and
+    `inv_factored` scale them, or build them from small factors, when read. Two reasons, both
+    about what XLA fuses into the elementwise pass instead of writing out to memory:
+    a sample (`tensor_summary`) then reads only the sampled elements, so every full-size input
+    has the pass as its single consumer; and the per-decay quantities are one array per decay,
+    sliced from the raw stacks before any arithmetic, because XLA refuses to fuse an op that
+    its consumer reads through more than a few slices (it would duplicate its code).
 
     Attributes:
       p: ``S`` parameters.
-      g: ``S`` gradient / sqrt(s).
-      momenta: ``[3, *S]`` bias-corrected momenta / sqrt(s).
-      second: ``S`` bias-corrected second moment / s.
+      raw_g: ``S`` gradient.
+      raw_momenta: ``[3, *S]`` momentum EMAs, not bias-corrected.
+      raw_second: ``S`` second-moment EMA, not bias-corrected.
+      inv_root: scalar 1 / sqrt(s).
+      momenta_scale: ``[3, 1, ...]`` bias correction / sqrt(s) of each momentum.
+      second_scale: scalar bias correction / s of the second moment.
       rows: ``[3, ...]`` row factors (rank >= 2, broadcastable) or full second moments (below),
         / s.
       cols: ``[3, ...]`` column factors (rank >= 2) or the full second moments again (below), / s.
       inv_rows, inv_cols: rsqrt(rows + eps), rsqrt(cols + eps).
-      inv_factored: ``[3, ...]`` rsqrt of the Adafactor estimate row * col / mean(row), from the
-        small factors (for rank < 2, ``inv_rows``).
+      root_mean_rows: ``[3, 1, ...]`` sqrt of the mean row factor (rank >= 2; None below).
     """
 
     p: jax.Array
-    g: jax.Array
-    momenta: jax.Array
-    second: jax.Array
+    raw_g: jax.Array
+    raw_momenta: jax.Array
+    raw_second: jax.Array
+    inv_root: jax.Array
+    momenta_scale: jax.Array
+    second_scale: jax.Array
     rows: jax.Array
     cols: jax.Array
     inv_rows: jax.Array
     inv_cols: jax.Array
-    inv_factored: jax.Array
+    root_mean_rows: jax.Array | None
+
+    @property
+    def g(self) -> jax.Array:
+        """``S`` gradient / sqrt(s)."""
+        return self.raw_g * self.inv_root
+
+    @property
+    def momenta(self) -> tuple[jax.Array, ...]:
+        """3 x ``S``: bias-corrected momenta / sqrt(s), fast to slow."""
+        return tuple(m * c for m, c in zip(self.raw_momenta, self.momenta_scale, strict=True))
+
+    @property
+    def second(self) -> jax.Array:
+        """``S`` bias-corrected second moment / s."""
+        return self.raw_second * self.second_scale
+
+    @property
+    def inv_factored(self) -> tuple[jax.Array, ...]:
+        """3 x ``S``: rsqrt of the Adafactor estimate row * col / mean(row), from the small
+        factors (for rank < 2, `inv_rows`)."""
+        if self.root_mean_rows is None:
+            return tuple(self.inv_rows)
+        return tuple(
+            r * c * m
+            for r, c, m in zip(self.inv_rows, self.inv_cols, self.root_mean_rows, strict=True)
+        )
 
 
 def element_inputs(
@@ -144,20 +179,21 @@ def element_inputs(
     gradients."""
     s = second_moment_scale(moments, config, count) + _TINY
     inv_root = jax.lax.rsqrt(s)
-    momenta = moments.momenta * (debias(stacked(config.momentum_decays, p.ndim), count) * inv_root)
-    second = moments.second * (debias(config.second_moment_decay, count) / s)
+    momenta_scale = debias(stacked(config.momentum_decays, p.ndim), count) * inv_root
+    second_scale = debias(config.second_moment_decay, count) / s
     factored = debias(stacked(config.factored_decays, p.ndim), count) / s
     rows = moments.rows * factored
     inv_rows = jax.lax.rsqrt(rows + _EPS)
     if moments.cols is None:
-        cols, inv_cols, inv_factored = rows, inv_rows, inv_rows
+        cols, inv_cols, root_mean_rows = rows, inv_rows, None
     else:
         cols = moments.cols * factored
         inv_cols = jax.lax.rsqrt(cols + _EPS)
-        inv_factored = inv_rows * inv_cols * jnp.sqrt(jnp.mean(rows, axis=-2, keepdims=True))
+        root_mean_rows = jnp.sqrt(jnp.mean(rows, axis=-2, keepdims=True))
     return ElementInputs(
-        p, g * inv_root, momenta, second, rows, cols, inv_rows, inv_cols, inv_factored
-    )
+        p, g, moments.momenta, moments.second, inv_root, momenta_scale, second_scale,
+        rows, cols, inv_rows, inv_cols, root_mean_rows,
+    )  # fmt: skip
 
 
 def element_features(x: ElementInputs) -> list[jax.Array]:
@@ -169,9 +205,10 @@ def element_features(x: ElementInputs) -> list[jax.Array]:
     rsqrts of the small row and column vectors.
     """
     r = jax.lax.rsqrt(x.second + _EPS)
-    feats = [x.g, jnp.clip(x.g * r, -1.0, 1.0), x.p, *x.momenta, x.second]
-    feats += [*(x.momenta * r), r, x.g * r, *(x.g * x.inv_factored)]
-    feats += [*(x.momenta * x.inv_factored)]
+    g, momenta, inv_factored = x.g, x.momenta, x.inv_factored
+    feats = [g, jnp.clip(g * r, -1.0, 1.0), x.p, *momenta, x.second]
+    feats += [*(m * r for m in momenta), r, g * r, *(g * f for f in inv_factored)]
+    feats += [m * f for m, f in zip(momenta, inv_factored, strict=True)]
     feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
     assert len(feats) == NUM_ELEMENT_FEATURES, "element_features disagrees with the table"
     return feats
