@@ -1,16 +1,24 @@
 """Learned-optimizer overhead vs optax.adam, measured side by side in one run.
 
-For a ~1M-parameter MLP and a ~10M-parameter transformer (both built here with flax linen):
-compile time of the jitted train step, optimizer-update time (`opt.update` plus applying the
-updates to the parameters, for a fixed gradient), full train-step time (forward, backward,
-update) and optimizer-state bytes per parameter (all tensors, and weight matrices only). Run:
+Problems (built here with flax linen): a 1.07M-parameter MLP at batch 128, a ~3.3M-parameter
+transformer LM at 512 tokens a step (batch 8 x 64), and a 38-tensor transformer (compile time
+only). Optimizers: ``optax.adam(1e-3)``, the default checkpoint (velo_small, rule v1), the
+untrained ``init:v2`` (rule v2), and ``init:v2`` with ``orthogonalize=True`` (Newton-Schulz).
 
-    .venv/bin/python benchmarks/lopt_overhead.py [--repeats 20] [--preset small]
+For each, the jitted train step (forward, backward, update) and the update alone
+(`opt.update` plus `optax.apply_updates` for a fixed gradient) are compiled; compile time is
+reported as wall and process CPU seconds (CPU time is steadier on a loaded machine). Run times
+are taken in rounds, every optimizer once per round, and each ratio is the median over rounds
+of velo/adam within the round, so slow drifts in machine load cancel; in brackets, the ratio of
+median process CPU times (the work done, less sensitive to other jobs). Run:
+
+    nice -n 10 .venv/bin/python benchmarks/lopt_overhead.py [--rounds 15] [--only mlp ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import flax.linen as nn
@@ -20,6 +28,8 @@ import numpy as np
 import optax
 
 from velo import lopt
+
+TARGETS = {"step": 1.5, "update": 3.0, "compile": 3.0}
 
 
 class MLP(nn.Module):
@@ -45,9 +55,9 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     vocab: int = 256
-    dim: int = 384
-    layers: int = 6
-    heads: int = 6
+    dim: int = 256
+    layers: int = 4
+    heads: int = 4
 
     @nn.compact
     def __call__(self, tokens):
@@ -71,9 +81,8 @@ def mlp_problem(key):
     return params, loss_fn
 
 
-def transformer_problem(key):
-    model = Transformer()
-    tokens = jax.random.randint(key, (4, 65), 0, 256)
+def lm_problem(model, batch, key):
+    tokens = jax.random.randint(key, (batch, 65), 0, model.vocab)
     params = model.init(key, tokens[:, :-1])["params"]
 
     def loss_fn(p):
@@ -83,106 +92,178 @@ def transformer_problem(key):
     return params, loss_fn
 
 
-def time_call(fn, args, repeats):
-    """Median wall time of ``fn(*args)`` (outputs fed back in as the next inputs)."""
-    out = fn(*args)
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn(*out)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+# name -> (description, build, whether to time it or only compile it)
+PROBLEMS = {
+    "mlp": ("MLP 784-1024-256-10, batch 128", mlp_problem, True),
+    "transformer": (
+        "transformer LM 4 x d256, 8 x 64 tokens",
+        lambda key: lm_problem(Transformer(), 8, key),
+        True,
+    ),
+    "38-tensor": (
+        "transformer 2 x d48 (38 tensors, 11 shapes)",
+        lambda key: lm_problem(Transformer(dim=48, layers=2, heads=3), 4, key),
+        False,
+    ),
+}
 
 
-def measure(opt, params, loss_fn, repeats):
+def optimizers(num_steps=1000):
+    v2 = lopt.preset("v2")
+    orth = dataclasses.replace(v2, orthogonalize=True)
+    return {
+        "adam": optax.with_extra_args_support(optax.adam(1e-3)),
+        "velo_small (v1)": lopt.optax_lopt(num_steps),
+        "init:v2": lopt.optax_lopt(num_steps, checkpoint="init:v2"),
+        "init:v2 orth": lopt.optax_lopt(
+            num_steps, meta_params=lopt.init_meta_params(jax.random.key(0), orth), config=orth
+        ),
+    }
+
+
+def compile_timed(fn, *args):
+    """``(compiled, wall s, process CPU s)`` of ``jax.jit(fn).lower(*args).compile()``."""
+    lowered = jax.jit(fn).lower(*args)
+    wall, cpu = time.perf_counter(), time.process_time()
+    compiled = lowered.compile()
+    return compiled, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def build(opt, params, loss_fn):
+    """Compiled ``step(state, params)`` and ``update(grads, state, params)`` and their inputs."""
     state = opt.init(params)
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
 
-    @jax.jit
     def update(grads, state, params):
         # Returning the applied updates (not just the state) keeps XLA from dropping the
         # per-element update computation as dead code; the fixed gradient is fed back.
         updates, state = opt.update(grads, state, params, loss=loss)
         return grads, state, optax.apply_updates(params, updates)
 
-    @jax.jit
     def step(state, params):
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, state = opt.update(grads, state, params, loss=loss)
         return state, optax.apply_updates(params, updates)
 
-    start = time.perf_counter()
-    step = step.lower(state, params).compile()
-    compile_time = time.perf_counter() - start
-    update_time = time_call(update, (grads, state, params), repeats)
-    step_time = time_call(step, (state, params), repeats)
-    return compile_time, update_time, step_time, state_bytes(state, params)
+    step, wall, cpu = compile_timed(step, state, params)
+    return {"step": step, "update": update, "compile": (wall, cpu), "state": state,
+            "grads": grads, "params": params}  # fmt: skip
+
+
+def timed(fn, args):
+    """``(wall s, process CPU s)`` of one call of ``fn(*args)``, and its outputs (the next
+    call's inputs)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - wall, time.process_time() - cpu), out
+
+
+def measure_times(built, rounds):
+    """Per optimizer, per-round step and update times (every optimizer once per round)."""
+    inputs = {}
+    for name, b in built.items():
+        upd, _, _ = compile_timed(b["update"], b["grads"], b["state"], b["params"])
+        b["update"] = upd
+        inputs[name] = {"step": (b["state"], b["params"]),
+                        "update": (b["grads"], b["state"], b["params"])}  # fmt: skip
+        for kind in ("step", "update"):  # warm up
+            inputs[name][kind] = jax.block_until_ready(b[kind](*inputs[name][kind]))
+    times = {name: {"step": [], "update": []} for name in built}
+    for _ in range(rounds):
+        for kind in ("step", "update"):
+            for name, b in built.items():
+                t, inputs[name][kind] = timed(b[kind], inputs[name][kind])
+                times[name][kind].append(t)
+    return times
 
 
 def state_bytes(state, params):
-    """(state bytes per parameter over all tensors, over weight matrices (rank >= 2) only).
+    """State bytes per parameter."""
+    n = sum(x.size for x in jax.tree.leaves(params))
+    return sum(x.nbytes for x in jax.tree.leaves(state)) / n
 
-    Adam's state leaves have their parameter's shape. The learned optimizer keeps one
-    `TensorMoments` per group of equal-shape tensors, with a leading group axis (and a decay
-    axis on most fields): the tensors' rank is the rank of the group's second moment minus one.
-    """
-    leaves = jax.tree.leaves(params)
-    state_leaves = jax.tree.leaves(state)
-    total = sum(x.nbytes for x in state_leaves)
-    if isinstance(getattr(state, "inner", None), lopt.ScaleByLOptState):
-        groups = [m for m in state.inner.moments if m.second.ndim - 1 >= 2]
-        on_matrices = sum(x.nbytes for m in groups for x in jax.tree.leaves(m))
-    else:
-        matrices = {x.shape for x in leaves if x.ndim >= 2}
-        on_matrices = sum(x.nbytes for x in state_leaves if x.shape in matrices)
-    n = sum(x.size for x in leaves)
-    n_matrices = sum(x.size for x in leaves if x.ndim >= 2)
-    return total / n, on_matrices / n_matrices
+
+def run_problem(key, rounds, opts):
+    description, make, timed_run = PROBLEMS[key]
+    params, loss_fn = make(jax.random.key(1))
+    n = sum(x.size for x in jax.tree.leaves(params))
+    built = {name: build(opt, params, loss_fn) for name, opt in opts.items()}
+    times = measure_times(built, rounds) if timed_run else None
+    rows = []
+    for name, b in built.items():
+        wall, cpu = b["compile"]
+        row = {"problem": description, "params": n, "tensors": len(jax.tree.leaves(params)),
+               "optimizer": name, "compile_wall": wall, "compile_cpu": cpu,
+               "compile_ratio": wall / built["adam"]["compile"][0],
+               "compile_cpu_ratio": cpu / built["adam"]["compile"][1],
+               "state_bytes": state_bytes(b["state"], params)}  # fmt: skip
+        if times is not None:
+            for kind in ("step", "update"):
+                mine, adam = np.asarray(times[name][kind]), np.asarray(times["adam"][kind])
+                row[f"{kind}_ms"] = 1e3 * float(np.median(mine[:, 0]))
+                row[f"{kind}_ratio"] = float(np.median(mine[:, 0] / adam[:, 0]))
+                row[f"{kind}_cpu_ratio"] = float(np.median(mine[:, 1]) / np.median(adam[:, 1]))
+        rows.append(row)
+    return rows
+
+
+def verdict(value, target):
+    return f"{value:.2f}x" + ("" if value <= target else " (missed)")
+
+
+def cpu_verdict(row, kind):
+    return f"{verdict(row[kind + '_ratio'], TARGETS[kind])} ({row[kind + '_cpu_ratio']:.2f}x)"
+
+
+def print_table(rows):
+    print(
+        "| problem | params (tensors) | optimizer | step ms | step / adam (CPU) | update ms "
+        "| update / adam (CPU) | compile s (CPU s) | compile / adam (CPU) | state B/param |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        timed_row = "step_ms" in r
+        is_adam = r["optimizer"] == "adam"
+        cells = [
+            r["problem"],
+            f"{r['params']:,} ({r['tensors']})",
+            r["optimizer"],
+            f"{r['step_ms']:.1f}" if timed_row else "",
+            "" if not timed_row or is_adam else cpu_verdict(r, "step"),
+            f"{r['update_ms']:.2f}" if timed_row else "",
+            "" if not timed_row or is_adam else cpu_verdict(r, "update"),
+            f"{r['compile_wall']:.1f} ({r['compile_cpu']:.1f})",
+            ""
+            if is_adam
+            else f"{verdict(r['compile_ratio'], TARGETS['compile'])} "
+            f"({r['compile_cpu_ratio']:.1f}x)",
+            f"{r['state_bytes']:.2f}",
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--preset", default="small", choices=sorted(lopt.PRESETS))
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", nargs="+", choices=sorted(PROBLEMS), default=list(PROBLEMS))
+    parser.add_argument("--optimizers", nargs="+", default=None,
+                        help="a subset of: adam (always included), 'velo_small (v1)', init:v2, "
+                        "'init:v2 orth'")  # fmt: skip
     args = parser.parse_args(argv)
-    config = lopt.preset(args.preset)
-    meta_params = lopt.init_meta_params(jax.random.key(0), config)
+    opts = optimizers()
+    if args.optimizers:
+        unknown = set(args.optimizers) - set(opts)
+        if unknown:
+            parser.error(f"unknown optimizers {sorted(unknown)}; choose from {sorted(opts)}")
+        opts = {k: v for k, v in opts.items() if k == "adam" or k in args.optimizers}
     print(
-        f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s); "
-        f"learned optimizer preset {args.preset!r}"
+        f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s), "
+        f"{args.rounds} rounds; ratios are medians of per-round ratios vs adam"
     )
-    header = (
-        f"{'problem':<12} {'params':>9} {'optimizer':<9} {'compile s':>9} {'update ms':>10} "
-        f"{'step ms':>9} "
-        f"{'B/param':>8} {'B/param (matrices)':>19}"
-    )
-    print(header, flush=True)
-    for name, build in (("mlp", mlp_problem), ("transformer", transformer_problem)):
-        params, loss_fn = build(jax.random.key(1))
-        n = sum(x.size for x in jax.tree.leaves(params))
-        results = {}
-        opts = {
-            "adam": optax.with_extra_args_support(optax.adam(1e-3)),
-            "velo": lopt.optax_lopt(1000, meta_params=meta_params, config=config),
-        }
-        for opt_name, opt in opts.items():
-            results[opt_name] = measure(opt, params, loss_fn, args.repeats)
-            c, u, s, (b_all, b_mat) = results[opt_name]
-            print(
-                f"{name:<12} {n:>9,} {opt_name:<9} {c:>9.1f} {1e3 * u:>10.2f} {1e3 * s:>9.1f} "
-                f"{b_all:>8.2f} {b_mat:>19.2f}",
-                flush=True,
-            )
-        (ca, ua, sa, (ba, ma)), (cv, uv, sv, (bv, mv)) = results["adam"], results["velo"]
-        print(
-            f"{name:<12} ratio velo/adam: compile {cv / ca:.1f}x, update {uv / ua:.2f}x "
-            f"(target <= 3), step "
-            f"{sv / sa:.2f}x (target <= 1.5), state {bv / ba:.2f}x, matrices {mv / ma:.2f}x "
-            "(target <= 3)",
-            flush=True,
-        )
+    start = time.perf_counter()
+    for key in args.only:
+        print_table(run_problem(key, args.rounds, opts))
+        print(f"[{key} done at {time.perf_counter() - start:.0f} s]", flush=True)
 
 
 if __name__ == "__main__":
