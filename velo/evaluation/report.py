@@ -194,22 +194,7 @@ def write_markdown(
 
     ``learned_optimizer`` names the learned optimizer's weights, when it was run."""
     p = protocol
-    budget = f"{p.steps} steps" if p.steps is not None else "each task's default steps"
-    text = f"""# velo evaluation: {p.suite} suite
-
-Optimizers: {', '.join(p.optimizers)}. Budget: {budget}; {p.seeds} seed(s) per run.
-Learned optimizer: {learned_optimizer or 'not run'}.
-Tuned baselines: {p.grid_size} learning rates, a factor {p.grid_ratio:.3g} apart around each
-default, best by smoothed final training loss; learned and learning-rate-free optimizers untuned.
-Training curves are smoothed by an EMA of {p.ema_decay}. Two references: tuned constant-rate
-Adam, as in the papers, and tuned {COSINE} (AdamW, 5% linear warmup, cosine decay to 0.01x the
-peak over the budget, tuned over the peak rate), the recipe people train with. Speed-up (VeLO's
-metric): the steps the reference needs, on the monotone lower envelope of its smoothed curves over
-all learning rates, to reach the optimizer's final loss, divided by the budget (">" marks a lower
-bound: the reference never got there). Adam's horizon is {p.reference_factor}x the budget;
-{COSINE}'s schedule is fitted to the budget, so a speed-up over it is at most 1 (">1.00": the
-optimizer ended lower) and, below 1, flatters the optimizer (a shorter cosine run would anneal
-sooner).
+    text = f"""{_introduction(p, learned_optimizer)}
 
 ## Across {len(metrics)} task(s): against tuned Adam
 
@@ -262,3 +247,23 @@ trials.
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def _introduction(p: Protocol, learned_optimizer: str | None) -> str:
+    """The report's title and the paragraph saying what was run and how it is scored."""
+    budget = f"{p.steps} steps" if p.steps is not None else "each task's default steps"
+    return f"""# velo evaluation: {p.suite} suite
+
+Optimizers: {', '.join(p.optimizers)}. Budget: {budget}; {p.seeds} seed(s) per run.
+Learned optimizer: {learned_optimizer or 'not run'}.
+Tuned baselines: {p.grid_size} learning rates, a factor {p.grid_ratio:.3g} apart around each
+default, best by smoothed final training loss; learned and learning-rate-free optimizers untuned.
+Training curves are smoothed by an EMA of {p.ema_decay}. Two references: tuned constant-rate
+Adam, as in the papers, and tuned {COSINE} (AdamW, 5% linear warmup, cosine decay to 0.01x the
+peak over the budget, tuned over the peak rate), the recipe people train with. Speed-up (VeLO's
+metric): the steps the reference needs, on the monotone lower envelope of its smoothed curves over
+all learning rates, to reach the optimizer's final loss, divided by the budget (">" marks a lower
+bound: the reference never got there). Adam's horizon is {p.reference_factor}x the budget;
+{COSINE}'s schedule is fitted to the budget, so a speed-up over it is at most 1 (">1.00": the
+optimizer ended lower) and, below 1, flatters the optimizer (a shorter cosine run would anneal
+sooner)."""
