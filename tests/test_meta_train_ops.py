@@ -79,12 +79,13 @@ def test_sigint_checkpoints_and_resume_continues(tmp_path):
         return sampler.generation_tasks(config, key, generation)
 
     out, board = str(tmp_path / "stopped"), str(tmp_path / "tensorboard")
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN under nohup or a background job
     with pytest.raises(Stopped) as stopped:
         meta_train(config, out, task_source=interrupting, tensorboard=board)
     assert (stopped.value.signum, stopped.value.generation) == (signal.SIGINT, 2)
     assert stopped.value.exit_code == 130
     assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["2"]  # written by the stop
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is restored
     resumed = meta_train(config, out, resume=True, tensorboard=board)
     for a, b in zip(_leaves(whole.meta_params), _leaves(resumed.meta_params), strict=True):
         np.testing.assert_array_equal(a, b)
