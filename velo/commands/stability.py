@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default=None,
                    help="learned-optimizer checkpoint path or name (default: the shipped one)")
     p.add_argument("--suite", required=True,
-                   help="heldout, quick, or task names separated by commas")
+                   help="heldout, quick, long, or task names separated by commas")
     p.add_argument("--steps", type=positive_int, default=None, help="length of every run")
     p.add_argument("--horizon-factor", type=positive_float, default=None,
                    help="run F times the checkpoint's longest meta-training horizon instead")

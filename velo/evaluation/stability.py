@@ -47,7 +47,7 @@ class Check:
     """What one stability check runs.
 
     Attributes:
-      suite: ``"heldout"``, ``"quick"``, or comma-separated task names.
+      suite: ``"heldout"``, ``"quick"``, ``"long"``, or comma-separated task names.
       steps: length of every run; exactly one of ``steps`` and ``horizon_factor`` is given.
       horizon_factor: run this many times the checkpoint's longest meta-training horizon.
       seeds: runs per task, seeds ``0..seeds-1`` as `velo.train.train` uses them.
