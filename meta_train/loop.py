@@ -2,9 +2,9 @@
 
 Each generation plans its tasks, horizon and keys, asks the strategy for a population, evaluates
 it with the run's estimator (`meta_train.full` for ``open_es``/``pgpe``/``snes``,
-`meta_train.truncated` for ``pes``/``nres``) and tells the strategy the fitness. The run store
-(`meta_train.store`) saves and resumes the whole state, so a resumed run repeats exactly what an
-uninterrupted one would have done.
+`meta_train.truncated` for ``pes``/``nres``, `meta_train.staggered` for those with ``stagger``)
+and tells the strategy the fitness. The run store (`meta_train.store`) saves and resumes the
+whole state, so a resumed run repeats exactly what an uninterrupted one would have done.
 
 References:
   Salimans, Ho, Chen, Sidor, Sutskever, "Evolution Strategies as a Scalable Alternative to
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from meta_train import devices, full, sampler, truncated
+from meta_train import devices, full, sampler, staggered, truncated
 from meta_train.compiled import CompileCache
 from meta_train.config import TRUNCATED, Config
 from meta_train.learner import Learner, lopt_learner
@@ -109,7 +109,8 @@ def _loop(run: Run, store: RunStore, log: RunLog, validation: list[Task],
           progress: bool) -> RunResult:
     """Generations from the store's latest checkpoint up to ``run.config.generations``."""
     config = run.config
-    estimator = truncated if config.estimator in TRUNCATED else full
+    estimator = full if config.estimator not in TRUNCATED else (
+        staggered if config.stagger else truncated)
     generation, es_state, carry = store.restore(run)
     saved, record, records = (generation if generation else None), None, []
     log.truncate(generation)
@@ -128,6 +129,7 @@ def _loop(run: Run, store: RunStore, log: RunLog, validation: list[Task],
                 generation, plan.tasks, devices.to_host(fitness), float(jnp.mean(es_state.std)),
                 float(update), evaluated.steps, time.perf_counter() - start,
                 run.cache.seconds - compile_before)
+            record.update(evaluated.extra or {})
             validated = bool(validation) and generation % config.validate_every == 0
             if validated:
                 record.update(_validation(run, es_state, validation))

@@ -1,9 +1,9 @@
 """The pieces every generation of one run shares, and the two records a generation passes on.
 
 A generation is ask -> evaluate -> tell. `Run.ask` samples the population from the ES state; an
-estimator (`meta_train.full` or `meta_train.truncated`) turns a `Plan` (tasks, horizon, keys) and
-the population into a `Generation` (fitness per task); `Run.tell` shapes that fitness and moves the
-ES state. Ask and tell are compiled once per strategy and mesh.
+estimator (`meta_train.full`, `meta_train.truncated` or `meta_train.staggered`) turns a `Plan`
+(tasks, horizon, keys) and the population into a `Generation` (fitness per task); `Run.tell`
+shapes that fitness and moves the ES state. Ask and tell are compiled once per strategy and mesh.
 
 All randomness of generation g derives from ``fold_in(run_key, g)``: a resumed run repeats
 exactly what an uninterrupted one would have done.
@@ -35,7 +35,8 @@ TaskSource = Callable[[Config, jax.Array, int], list[Task]]
 """``source(config, key, generation) -> tasks``: the training tasks of one generation (or of a
 truncated-ES trajectory begun there); `meta_train.sampler.generation_tasks` by default."""
 
-_STRATEGY_FIELDS = ("estimator", "population", "sigma", "learning_rate", "clip", "chunk")
+_STRATEGY_FIELDS = ("estimator", "members", "stagger", "sigma", "learning_rate", "clip",
+                    "chunk")
 _STRATEGIES: dict = {}
 
 
@@ -45,15 +46,19 @@ class Plan(NamedTuple):
     Attributes:
       generation: the generation (0-based) this plan is for.
       start: the generation that drew ``tasks``, ``horizon`` and ``keys``: ``generation`` itself
-        for full-unroll ES, the trajectory's first generation for truncated ES.
-      tasks: the task instances; every member trains on each.
-      horizon: total inner steps of every run, a multiple of ``chunk``.
+        for full-unroll ES, the trajectory's first generation for truncated ES; staggered, per
+        slot.
+      tasks: the task instances; every member trains on each (staggered: one per slot, its
+        members train on it).
+      horizon: total inner steps of every run, a multiple of ``chunk``; staggered, per slot.
       keys: per task, ``(init_key, data_key)``, shared by all members.
       ask_key: the strategy's key for sampling the population.
       tell_key: the strategy's key for its update.
-      es_params: the strategy's params (truncated ES: with ``T = horizon``).
+      es_params: the strategy's params (truncated ES: with ``T = horizon``; staggered:
+        `meta_train.es.SlotParams` with the slots that begin).
       states: truncated ES: per task, the members' `TrainState`s (leading population axis)
-        continued from the previous generation; empty at a trajectory's start and in full ES.
+        continued from the previous generation; empty at a trajectory's start and in full ES;
+        staggered, None for a slot that begins.
     """
 
     generation: int
@@ -71,15 +76,18 @@ class Generation(NamedTuple):
     """What an estimator's ``evaluate`` returns.
 
     Attributes:
-      fitness: per task, ``[population]`` mean normalised training loss (lower is better),
-        sharded over the ``pop`` axis.
+      fitness: per task (staggered: per slot, of its members), ``[population]`` mean
+        normalised training loss (lower is better), sharded over the ``pop`` axis.
       steps: inner model steps trained by this generation, over all members and tasks.
       carry: the plan the next generation continues (truncated ES inside a trajectory), or None.
+      extra: more fields for the generation's log record (staggered: each slot's horizon and the
+        inner step its runs reached), or None.
     """
 
     fitness: list[jax.Array]
     steps: int
     carry: Plan | None
+    extra: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +143,8 @@ class Run:
                           es_state, plan.es_params, out_shardings=devices.replicated(self.mesh))
 
     def shared(self, key: jax.Array) -> jax.Array:
-        """``[N]`` copies of ``key`` sharded like the population."""
+        """``[population]`` copies of ``key`` sharded like the population (staggered: like a
+        slot's members)."""
         return devices.shared_keys(key, self.mesh, self.config.population)
 
     def key_record(self, generation: int) -> list[int]:

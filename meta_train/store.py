@@ -2,7 +2,8 @@
 
 Layout of ``out/``: ``config.json`` (the meta-training config), ``checkpoints/<generation>/``
 (orbax: ``state`` = ES state and, for truncated ES, the inner training states; ``meta`` = JSON with
-the generation, the next generation's PRNG key, the config and the last metrics), ``log.jsonl``.
+the generation, the next generation's PRNG key, the config, the running trajectory's start
+generation (staggered: each slot's) and the last metrics), ``log.jsonl``.
 
 Every check runs before anything is written, so a failed start (bad config, a directory holding
 another run) leaves existing checkpoints as they were; ``config.json`` is written with the first
@@ -22,7 +23,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from meta_train import truncated
+from meta_train import staggered, truncated
 from meta_train.config import RESUMABLE_FIELDS, Config
 from meta_train.run import Plan, Run
 
@@ -137,7 +138,8 @@ class RunStore:
         abstract = {"es": jax.tree.map(_abstract, fresh)}
         carry = None
         if meta.get("trajectory_start") is not None:
-            carry = truncated.abstract_plan(run, meta["trajectory_start"], fresh)
+            estimator = staggered if run.config.stagger else truncated
+            carry = estimator.abstract_plan(run, meta["trajectory_start"], fresh)
             abstract["inner"] = tuple(carry.states)
         state = restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
         if carry is not None:
