@@ -90,34 +90,35 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
     return MLPWeights(*(scatter(k, w) for k, w in zip(keys, base, strict=True)))
 
 
-def mix(bank: MLPWeights, logits: jax.Array, feature_rms: jax.Array) -> MLPWeights:
-    """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``, with
-    each tensor's ``[F]`` feature RMS (``feature_rms``: ``[n, F]``) folded into its ``w1``.
-
-    Batched over all tensors: one computation normalises every tensor's ``w1``, where a
-    per-tensor division compiled one small kernel per tensor.
-    """
+def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
+    """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``."""
     coeffs = jax.nn.softmax(logits, axis=-1)
-    mixed = MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
-    return mixed._replace(w1=mixed.w1 / feature_rms[:, :, None])
+    return MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
 
 
-def apply(weights: MLPWeights, x: ElementInputs):
+def apply(weights: MLPWeights, x: ElementInputs, feature_rms: jax.Array):
     """Run one tensor's MLP elementwise.
 
     Args:
-      weights: one MLP (no leading axes), its ``w1`` already divided by the RMS of each feature
-        over the tensor (`mix`), so the normalisation costs nothing per element.
+      weights: one MLP (no leading axes).
       x: the tensor's `features.ElementInputs`.
+      feature_rms: ``[F]`` RMS of each feature over the tensor; folded into ``w1`` so the
+        normalisation costs nothing per element.
 
     Returns:
       The outputs (``[d, m]`` for rule v1, ``[d]`` for v2), each broadcastable to the tensor's
       shape.
     """
-    w1 = weights.w1
-    # The row and column features' share of every hidden unit, computed on the factor vectors.
+    w1 = weights.w1 / feature_rms[:, None]
+    # The row and column features' share of every hidden unit is one small matmul on the factor
+    # vectors; the barrier keeps XLA from recomputing it for every element.
     rows, cols = factor_features(x)
-    rows, cols = _factor_share(rows, w1[ROW_FEATURES]), _factor_share(cols, w1[COL_FEATURES])
+    rows, cols = jax.lax.optimization_barrier(
+        (
+            jnp.tensordot(w1[ROW_FEATURES], rows, axes=(0, 0)),
+            jnp.tensordot(w1[COL_FEATURES], cols, axes=(0, 0)),
+        )
+    )
     per_element = element_features(x)[:PER_ELEMENT]
     hidden = [
         _unit(per_element, w1[:PER_ELEMENT, j], weights.b1[j] + rows[j] + cols[j])
@@ -125,14 +126,6 @@ def apply(weights: MLPWeights, x: ElementInputs):
     ]
     hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
     return [_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(weights.w3.shape[1])]
-
-
-def _factor_share(factors: jax.Array, w: jax.Array) -> jax.Array:
-    """``[H, ...]``: per hidden unit, ``sum_k w[k, j] * factors[k]`` on the ``[6, ...]`` small
-    factor vectors, as one reduction (one kernel that XLA does not fuse into the elementwise
-    pass, where it would be recomputed for every element)."""
-    w = w.reshape(*w.shape, *(1,) * (factors.ndim - 1))
-    return jnp.sum(w * factors[:, None], axis=0)
 
 
 def _dense(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:

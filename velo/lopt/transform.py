@@ -123,7 +123,7 @@ def scale_by_lopt(
         carry, logits, step_output = hypernet.apply(
             {"params": meta_params["hypernet"]}, lstm_in, state.lstm
         )
-        weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits, feature_rms)
+        weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits)
         steps = learning_rate * rule.tensor_steps(step_output, state.count, num_steps, config)
         # 4. Per-element rule.
         per_tensor = groups.split((weights, feature_rms, steps))
@@ -207,7 +207,7 @@ def _element_update(rule, config, inputs, weight_decay, per_tensor, init_rms, mo
     """
     weights, feature_rms, step = per_tensor
     x = inputs(p, g, moments)
-    outputs = param_mlp.apply(weights, x)
+    outputs = param_mlp.apply(weights, x, feature_rms)
     return rule.tensor_update(outputs, x, feature_rms, init_rms, step, weight_decay, config)
 
 
