@@ -111,7 +111,7 @@ def _loop(run: Run, store: RunStore, log: RunLog, validation: list[Task],
     config = run.config
     estimator = full if config.estimator not in TRUNCATED else (
         staggered if config.stagger else truncated)
-    generation, es_state, carry = store.restore(run)
+    generation, es_state, carry = store.restore(run, estimator)
     saved, record, records = (generation if generation else None), None, []
     log.truncate(generation)
     bar = _progress_bar(config.generations, generation, progress and log.enabled)

@@ -23,7 +23,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from meta_train import staggered, truncated
 from meta_train.config import RESUMABLE_FIELDS, Config
 from meta_train.run import Plan, Run
 
@@ -106,9 +105,12 @@ class RunStore:
         except Exception as e:  # orbax and tensorstore raise many types for failed writes
             raise write_error(self.out, e) from None
 
-    def restore(self, run: Run) -> tuple[int, Any, Plan | None]:
+    def restore(self, run: Run, estimator) -> tuple[int, Any, Plan | None]:
         """``(generation, ES state, truncated-ES carry)`` of the latest readable checkpoint,
         shaped and sharded like a fresh run's; generation 0 and the initial state without one.
+        ``estimator`` is the run's estimator module (`meta_train.truncated` or
+        `meta_train.staggered` when a trajectory was running): its ``abstract_plan`` gives the
+        shapes of the saved trajectory.
 
         An unreadable checkpoint (truncated or corrupted files) is renamed ``<step>.corrupt``,
         with a warning, and the one before it is tried: a crash while writing costs at most the
@@ -118,7 +120,7 @@ class RunStore:
         steps = sorted(self.manager.all_steps(), reverse=True)
         for step in steps:
             try:
-                return (step, *self._restore(run, step, fresh))
+                return (step, *self._restore(run, estimator, step, fresh))
             except CorruptCheckpoint as e:
                 moved = self._set_aside(step)
                 warnings.warn(f"{e}; moved it to {moved} and trying the previous checkpoint",
@@ -128,7 +130,7 @@ class RunStore:
                              f"*.corrupt; rerun with --resume to start again from generation 0")
         return 0, fresh, None
 
-    def _restore(self, run: Run, step: int, fresh) -> tuple[Any, Plan | None]:
+    def _restore(self, run: Run, estimator, step: int, fresh) -> tuple[Any, Plan | None]:
         meta = restore_meta(self.manager, step)
         if meta.get("generation") != step or meta.get("key") != run.key_record(step):
             raise ValueError(
@@ -138,7 +140,6 @@ class RunStore:
         abstract = {"es": jax.tree.map(_abstract, fresh)}
         carry = None
         if meta.get("trajectory_start") is not None:
-            estimator = staggered if run.config.stagger else truncated
             carry = estimator.abstract_plan(run, meta["trajectory_start"], fresh)
             abstract["inner"] = tuple(carry.states)
         state = restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
