@@ -33,6 +33,11 @@ class Config:
 
     Attributes:
       lopt: `velo.lopt.preset` name of the learned optimizer being meta-trained.
+      trainable: paths (``/``-separated) of the meta-parameter subtrees ES searches over, e.g.
+        ``("hypernet/step",)``; the rest stay at the untrained ``init:LOPT`` (empty = all are
+        meta-trained). ES's gradient estimate from N directions in D dimensions has a cosine
+        of about sqrt(N / D) with the true gradient: 0.02 for 32 members on all 45,569 of the
+        ``v2`` preset, 0.5 on its 65-dimensional step head.
       distribution: `tasks.sample` distribution the training tasks come from.
       families: keep only draws of these task families (e.g. ``("mlp", "quadratic")``); empty
         keeps all. Applies to training and validation tasks.
@@ -62,6 +67,10 @@ class Config:
       pool_by_family: pool slot ``i`` draws only family ``families[i % len(families)]``, so
         every listed family stays in the pool (otherwise ``max_task_flops`` rejects the costlier
         families, RNNs and transformers, almost every time).
+      slot_per_pool_entry: with ``stagger``, slot ``i`` always trains pool entry ``i`` (needs
+        ``tasks_per_generation == task_pool``), so every generation trains every pool entry
+        (with ``pool_by_family``, every family) instead of a random draw per trajectory, which
+        let long trajectories of one family hold most slots.
       horizon_min, horizon_max: inner training lengths are drawn log-uniformly from this range,
       horizon_buckets: rounded to this many log-spaced multiples of ``chunk``.
       balance_horizons: draw a bucket with probability proportional to 1 / horizon. A truncated
@@ -89,6 +98,7 @@ class Config:
     """
 
     lopt: str = "tiny"
+    trainable: tuple[str, ...] = ()
     distribution: str = "tiny"
     families: tuple[str, ...] = ()
     max_task_flops: float = 0.0
@@ -101,6 +111,7 @@ class Config:
     task_pool: int = 4
     pool_refresh: int = 0
     pool_by_family: bool = False
+    slot_per_pool_entry: bool = False
     horizon_min: int = 50
     horizon_max: int = 200
     horizon_buckets: int = 3
@@ -168,6 +179,18 @@ class Config:
         if self.pool_by_family and not (self.families and self.task_pool):
             raise ValueError("pool_by_family needs families and a task_pool; set both or "
                              "pool_by_family=false")
+        if self.slot_per_pool_entry and not (
+                self.stagger and self.task_pool == self.tasks_per_generation):
+            raise ValueError(
+                f"slot_per_pool_entry needs stagger=True and task_pool == tasks_per_generation "
+                f"(got stagger={self.stagger}, task_pool={self.task_pool}, "
+                f"tasks_per_generation={self.tasks_per_generation})")
+        for i, path in enumerate(self.trainable):
+            if not path or any(path == other or path.startswith(other + "/") or
+                               other.startswith(path + "/")
+                               for other in self.trainable[i + 1:]):
+                raise ValueError(f"trainable paths must be non-empty and not nested, got "
+                                 f"{self.trainable}")
         if self.max_task_flops < 0:
             raise ValueError(
                 f"max_task_flops must be >= 0 (0 = no limit), got {self.max_task_flops}"
@@ -224,29 +247,35 @@ PRESETS = {
     # weighted 1/T so the 250- and 10,000-step buckets get equal meta-updates (held-out budgets
     # are 300-1000 steps). The 6-task pool keeps one task of each family (CNN, RNN, transformer
     # beside MLP, autoencoder, quadratic) under 1e7 FLOPs/step, where the cheapest RNNs and
-    # transformers still run hundreds of steps/s; one slot is redrawn every 200 generations,
+    # transformers still run hundreds of steps/s; one entry is redrawn every 200 generations,
     # since compiling rule v2 for a task takes 1-2 minutes on loaded cores. Reparameterised by
     # up to 10**+-3 as VeLO/Celo/Celo2 (rule v2 measures steps in each tensor's initial scale).
-    # Staggered trajectories (issue 15): with one shared trajectory, NRES kept the same 8
-    # directions for up to 200 generations of one training phase and validation got worse over
-    # 634 generations (0.1742 -> 0.1925). Now 4 slots of 8 members each (32 in all, the same
-    # inner steps per generation as 16 members on 2 tasks) run their own task, horizon and
-    # perturbations, out of phase from a random first truncation, as learned_optimization's
-    # many workers are; outer Adam 1e-4. (A checkpoint of the old recipe does not resume with
-    # this one: the run store names the fields that differ.) Clipping 1 and per-slot centred
-    # ranks; the v2 init is already a sound optimizer, so the outer steps are small.
+    # Staggered trajectories: 6 slots of 8 members, slot i always on pool entry i (one family
+    # each), out of phase from a random first truncation, so every generation's meta-gradient
+    # mixes all six families and early and late training.
+    # Only the step head is meta-trained (65 of the 45,569 meta-parameters): the LSTM, the
+    # mixing head and the MLP bank stay at init:v2. Two runs over all 45,569 (runs/base,
+    # runs/base2: 634 and 800 generations) made validation worse: 32 directions a generation
+    # estimate a 45,569-dimensional gradient with a cosine of ~0.03, so outer Adam mostly
+    # walked at random, and one family (the transformer held 35% of the slots) drove what
+    # signal there was. On 65 dimensions the cosine is ~0.6, and the step head is what the
+    # init gets most wrong (its fixed 0.01 step is too small for the RNNs and CNNs at the
+    # held-out budgets, too large late in others): it sets each tensor's step within x0.1-x10
+    # of the prior schedule from the LSTM's view of the tensor, the progress and the loss.
+    # sigma 0.03 moves a step by ~10-20 %, enough for antithetic pairs (which share data) to
+    # differ clearly; outer Adam 2e-3 can move the log-step by ~1 in 500 generations.
     # Validation: 3 tasks, the cheapest network for 5000 steps, scored on each run's last
     # fifth, so a late blow-up never validates best.
     "base": Config(
-        lopt="v2", distribution="default",
+        lopt="v2", trainable=("hypernet/step",), distribution="default",
         families=("mlp", "autoencoder", "quadratic", "cnn", "rnn", "transformer"),
-        pool_by_family=True, max_task_flops=1e7, max_reparam_exponent=3, seed=15,
-        estimator="nres", population=8, tasks_per_generation=4, stagger=True, task_pool=6,
-        pool_refresh=200, horizon_min=250, horizon_max=10_000, horizon_buckets=4,
-        balance_horizons=True, chunk=50, fitness_tail=0.2, sigma=0.01, learning_rate=1e-4,
-        clip=1.0, generations=20_000, validate_every=100, validation_tasks=3,
-        validation_steps=1000, validation_long_steps=5000, checkpoint_every=20,
-        keep_checkpoints=2,
+        pool_by_family=True, max_task_flops=1e7, max_reparam_exponent=3, seed=16,
+        estimator="nres", population=8, tasks_per_generation=6, stagger=True, task_pool=6,
+        slot_per_pool_entry=True, pool_refresh=200, horizon_min=250, horizon_max=10_000,
+        horizon_buckets=4, balance_horizons=True, chunk=50, fitness_tail=0.2, sigma=0.03,
+        learning_rate=2e-3, clip=1.0, generations=20_000, validate_every=100,
+        validation_tasks=3, validation_steps=1000, validation_long_steps=5000,
+        checkpoint_every=20, keep_checkpoints=2,
     ),
     # Accelerator scale, VeLO's recipe: full-unroll antithetic ES with sign shaping, sigma 0.01,
     # Adam 3e-4 with clipping, 8 tasks per estimate, horizons log-uniform up to 20k steps; a

@@ -30,7 +30,7 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
     from velo import lopt
 
     config = load_config(run_dir)
-    learner = lopt_learner(config.lopt)
+    learner = lopt_learner(config.lopt, config.trainable)
     manager = store.open_readonly(run_dir)
     try:
         step = _resolve_step(manager, step, run_dir)
@@ -44,7 +44,7 @@ def export(run_dir: str, path: str, step: str | int = "latest") -> str:
         "meta_train_config": config.to_dict(), "validation": meta.get("validation"),
         "metrics": meta.get("metrics"),
     }
-    return lopt.save(path, mean, learner.config, metadata)
+    return lopt.save(path, learner.expand(mean), learner.config, metadata)
 
 
 def load_config(run_dir: str) -> Config:

@@ -65,7 +65,8 @@ def meta_train(
     progress: bool = False,
     cache: CompileCache = CACHE,
 ) -> RunResult:
-    """Meta-train ``learner`` (velo.lopt at ``config.lopt`` by default) with ``config``.
+    """Meta-train ``learner`` (velo.lopt at ``config.lopt``, ``config.trainable`` of it, by
+    default) with ``config``.
 
     SIGINT (Ctrl-C) and SIGTERM stop the run after the compiled chunk in progress: the last
     completed generation is checkpointed and `Stopped` is raised (`meta_train.stop`).
@@ -87,7 +88,7 @@ def meta_train(
       progress: show a progress bar with ETA, generations/s, meta-loss and validation.
       cache: compiled programs, shared between runs of one process.
     """
-    learner = learner or lopt_learner(config.lopt)
+    learner = learner or lopt_learner(config.lopt, config.trainable)
     mesh = devices.make_mesh(num_devices)
     devices.check_population(config.population, mesh)
     store = RunStore(out, config, resume)

@@ -63,10 +63,14 @@ def plan(run: Run, generation: int, carry: Plan | None) -> Plan:
 
 
 def begin(run: Run, slot: int, start: int) -> tuple[Task, int, tuple[jax.Array, jax.Array]]:
-    """``(task, horizon, (init_key, data_key))`` of ``slot``'s trajectory begun at ``start``."""
+    """``(task, horizon, (init_key, data_key))`` of ``slot``'s trajectory begun at ``start``:
+    pool entry ``slot`` with ``slot_per_pool_entry``, else a draw of the run's task source."""
     k_task, k_horizon, k_data, _ = _keys(run, slot, start)
-    one = dataclasses.replace(run.config, tasks_per_generation=1)
-    task = run.task_source(one, k_task, start)[0]
+    if run.config.slot_per_pool_entry:
+        task = sampler.task_pool(run.config, start)[slot]
+    else:
+        one = dataclasses.replace(run.config, tasks_per_generation=1)
+        task = run.task_source(one, k_task, start)[0]
     return task, sampler.horizon(run.config, k_horizon), tuple(jax.random.split(k_data))
 
 
