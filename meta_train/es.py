@@ -82,17 +82,21 @@ def make_strategy(config: Config, template):
     return es, es.default_params.replace(std_init=jnp.asarray(config.sigma, jnp.float32))
 
 
-def shape_fitness(fitness: jax.Array, config: Config, es_params) -> jax.Array:
+def shape_fitness(fitness: jax.Array, config: Config, es_params,
+                  weights: jax.Array | None = None) -> jax.Array:
     """Shape ``[tasks, population]`` fitness (lower is better) within tasks; average over tasks.
 
     With ``config.stagger`` the rows are slots, each of its own members: each row is shaped
-    within itself and goes to its members (`slot_members`), with no average.
+    within itself, multiplied by its entry of ``weights`` (``[slots]``; 0 leaves a slot out of
+    this generation's estimate) and goes to its members (`slot_members`), with no average.
 
     Returns:
       ``[config.members]`` finite shaped fitness in the convention of ``config.estimator``.
     """
     shaped = shape_per_task(fitness, config, es_params)
-    return to_members(shaped) if config.stagger else jnp.mean(shaped, axis=0)
+    if not config.stagger:
+        return jnp.mean(shaped, axis=0)
+    return to_members(shaped if weights is None else shaped * weights[:, None])
 
 
 def shape_per_task(fitness: jax.Array, config: Config, es_params) -> jax.Array:

@@ -124,7 +124,8 @@ def _loop(run: Run, store: RunStore, log: RunLog, validation: list[Task],
             plan = estimator.plan(run, generation, carry)
             pop, asked = run.ask(plan, es_state)
             evaluated = estimator.evaluate(run, pop, plan)
-            es_state, fitness, update = run.tell(plan, pop, evaluated.fitness, asked)
+            es_state, fitness, update = run.tell(plan, pop, evaluated.fitness, asked,
+                                                 evaluated.weights)
             carry, generation = evaluated.carry, generation + 1
             record = train_record(
                 generation, plan.tasks, devices.to_host(fitness), float(jnp.mean(es_state.std)),

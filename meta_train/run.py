@@ -82,12 +82,15 @@ class Generation(NamedTuple):
       carry: the plan the next generation continues (truncated ES inside a trajectory), or None.
       extra: more fields for the generation's log record (staggered: each slot's horizon and the
         inner step its runs reached), or None.
+      weights: staggered: ``[slots]`` factor on each slot's shaped fitness (0 = not in the
+        estimate, `Config.fitness_tail`); None = all 1.
     """
 
     fitness: list[jax.Array]
     steps: int
     carry: Plan | None
     extra: dict | None = None
+    weights: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,18 +132,22 @@ class Run:
                           devices.replicate(plan.ask_key, self.mesh), es_state, plan.es_params,
                           out_shardings=shardings)
 
-    def tell(self, plan: Plan, pop, fitness: list[jax.Array], es_state):
-        """``(new ES state, [tasks, N] fitness, norm of the mean's update)``, all replicated."""
+    def tell(self, plan: Plan, pop, fitness: list[jax.Array], es_state, weights=None):
+        """``(new ES state, [tasks, N] fitness, norm of the mean's update)``, all replicated;
+        ``weights`` as `Generation.weights`."""
         config, es = self.config, self.es
+        weights = jnp.ones(len(fitness)) if weights is None else jnp.asarray(weights)
 
-        def tell(key, pop, fitness, state, params):
+        def tell(key, pop, fitness, state, params, weights):
             fitness = jnp.stack(fitness)
-            new, _ = es.tell(key, pop, shape_fitness(fitness, config, params), state, params)
+            shaped = shape_fitness(fitness, config, params, weights)
+            new, _ = es.tell(key, pop, shaped, state, params)
             return new, fitness, jnp.linalg.norm(new.mean - state.mean)
 
         return self.cache(("tell", es, config.shaping, len(fitness), self.mesh), tell,
                           devices.replicate(plan.tell_key, self.mesh), pop, tuple(fitness),
-                          es_state, plan.es_params, out_shardings=devices.replicated(self.mesh))
+                          es_state, plan.es_params, devices.replicate(weights, self.mesh),
+                          out_shardings=devices.replicated(self.mesh))
 
     def shared(self, key: jax.Array) -> jax.Array:
         """``[population]`` copies of ``key`` sharded like the population (staggered: like a

@@ -93,9 +93,13 @@ def evaluate(run: Run, pop, plan: Plan) -> Generation:
     ), strict=True)
     chunk = run.config.chunk
     reached = [(plan.generation - start + 1) * chunk for start in plan.start]
+    tail = [int(steps > (1.0 - run.config.fitness_tail) * horizon)
+            for steps, horizon in zip(reached, plan.horizon, strict=True)]
     return Generation(list(fitness), run.config.members * chunk,
                       plan._replace(states=list(advanced)),
-                      {"horizons": list(plan.horizon), "trajectory_steps": reached})
+                      {"horizons": list(plan.horizon), "trajectory_steps": reached,
+                       "fitness_slots": tail},
+                      jnp.asarray(tail, jnp.float32))
 
 
 def slot_populations(run: Run, pop) -> tuple:

@@ -223,9 +223,32 @@ def test_stagger_needs_a_truncated_estimator_and_old_base_runs_do_not_resume():
     with pytest.raises(ValueError, match="stagger needs a truncated estimator"):
         dataclasses.replace(CONFIG, estimator="open_es")
     base = config_lib.preset("base")
-    assert base.stagger and base.estimator == "nres" and base.members == 32
-    old = dataclasses.replace(base, stagger=False, population=16, tasks_per_generation=2,
-                              learning_rate=3e-4).to_dict()
+    assert base.stagger and base.estimator == "nres" and base.members == 48
+    old = dataclasses.replace(base, stagger=False, slot_per_pool_entry=False, population=16,
+                              tasks_per_generation=2, learning_rate=3e-4).to_dict()
     del old["stagger"]  # written before the field existed
     with pytest.raises(ValueError, match="stagger: saved False vs now True"):
         _check_same_run(json.loads(json.dumps(old)), base, "runs/base")
+
+
+def test_fitness_tail_leaves_out_the_slots_before_their_tail(tmp_path):
+    config = dataclasses.replace(CONFIG, fitness_tail=0.5)
+    records = _train(tmp_path / "tail", config).records
+    for r in records:
+        want = [int(s > 0.5 * h) for s, h in zip(r["trajectory_steps"], r["horizons"],
+                                                   strict=True)]
+        assert r["fitness_slots"] == want
+    first = next(i for i, r in enumerate(records) if any(r["fitness_slots"]))
+    assert all(r["update_norm"] == 0.0 for r in records[:first])
+    assert records[first]["update_norm"] > 0.0
+    assert 0 < first or any(not all(r["fitness_slots"]) for r in records), \
+        "the test config never left a slot out"
+
+
+def test_shape_fitness_weights_zero_a_slot():
+    fitness = jnp.array([[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 2.0, 0.0]])
+    full = np.asarray(shape_fitness(fitness, CONFIG, None))
+    weighted = np.asarray(shape_fitness(fitness, CONFIG, None, jnp.array([1.0, 0.0, 1.0])))
+    members = slot_members(SLOTS, PER_SLOT)
+    np.testing.assert_array_equal(weighted[members[1]], 0.0)
+    np.testing.assert_array_equal(weighted[members[[0, 2]]], full[members[[0, 2]]])
