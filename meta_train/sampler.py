@@ -68,13 +68,16 @@ def horizon(config: Config, key: jax.Array) -> int:
 
 def validation_tasks(config: Config) -> list[Task]:
     """``config.validation_tasks`` distinct tasks of the distribution outside the held-out and
-    long suites."""
+    long suites; with ``pool_by_family`` task ``i`` is of family ``families[i % len(families)]``,
+    as the pool's entries are, so validation sees every family that training does."""
     # Specs, not built tasks: building the suites loads every dataset.
     heldout = [dict(spec) for spec, _ in (*HELDOUT.values(), *LONG.values())]
     chosen: list[Task] = []
     key = jax.random.key(VALIDATION_SEED)
     for attempt in range(100 * config.validation_tasks):
-        task = _draw(jax.random.fold_in(key, attempt), config)
+        family = (config.families[len(chosen) % len(config.families)],) \
+            if config.pool_by_family else None
+        task = _draw(jax.random.fold_in(key, attempt), config, family)
         if dict(task.spec) not in heldout and all(task is not t for t in chosen):
             chosen.append(task)
             if len(chosen) == config.validation_tasks:

@@ -12,6 +12,9 @@ from meta_train.population import Runner
 from meta_train.sampler import VALIDATION_SEED
 from tasks import Task
 
+# Normalised training losses below this count as this in the geometric validation mean.
+GEOMETRIC_FLOOR = 1e-3
+
 
 def validate(meta_params, task_list: list[Task], config: Config, runner: Runner) -> dict:
     """Mean normalised training loss per validation task with ``meta_params``.
@@ -21,9 +24,10 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
     loss is the fitness of those runs.
 
     Returns:
-      ``{task.name: loss, ..., "mean": mean over tasks, "diverged": [task names]}``. A task with
-      a diverged (non-finite) run has loss None, and then the mean is None too, so a diverged
-      validation never ranks as best and the log stays standard JSON (no ``Infinity``).
+      ``{task.name: loss, ..., "mean": mean over tasks, "diverged": [task names]}``; the mean is
+      geometric with ``config.validation_geometric`` (`mean`). A task with a diverged (non-finite) run
+      has loss None, and then the mean is None too, so a diverged validation never ranks as
+      best and the log stays standard JSON (no ``Infinity``).
     """
     n = config.population
     pop = jax.device_put(
@@ -39,9 +43,18 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
                                         tail_steps(config, steps)))
         result[task.name] = float(np.mean(losses)) if np.all(np.isfinite(losses)) else None
     result["diverged"] = [t.name for t in task_list if result[t.name] is None]
-    result["mean"] = None if result["diverged"] else float(
-        np.mean([result[t.name] for t in task_list]))
+    result["mean"] = None if result["diverged"] else mean([result[t.name] for t in task_list],
+                                                          config.validation_geometric)
     return result
+
+
+def mean(losses: list[float], geometric: bool) -> float:
+    """The arithmetic or geometric mean of ``losses``; the geometric one floors each loss at
+    `GEOMETRIC_FLOOR`, so a task trained to ~0 (1e-70 happens) cannot outweigh the rest."""
+    losses = np.asarray(losses, np.float64)
+    if not geometric:
+        return float(np.mean(losses))
+    return float(np.exp(np.mean(np.log(np.maximum(losses, GEOMETRIC_FLOOR)))))
 
 
 def task_steps(config: Config, task_list: list[Task]) -> list[int]:

@@ -15,7 +15,8 @@ import tasks
 from meta_train import config as config_lib
 from meta_train import sampler
 from meta_train.store import _check_same_run
-from meta_train.validation import task_steps
+from meta_train.validation import GEOMETRIC_FLOOR, task_steps
+from meta_train.validation import mean as validation_mean
 from tasks import Task
 from tasks.heldout import HELDOUT
 from tasks.long import LONG
@@ -91,3 +92,18 @@ def test_long_validation_goes_to_the_cheapest_network():
     assert task_steps(BASE, val) == [1000, 1000, 5000]
     assert task_steps(dataclasses.replace(BASE, validation_long_steps=0), val) == [1000] * 3
     assert task_steps(BASE, [task("quadratic", 1e3)]) == [5000]
+
+
+def test_validation_has_one_task_per_family():
+    val = sampler.validation_tasks(BASE)
+    assert len(val) == BASE.validation_tasks == len(BASE.families)
+    assert [t.spec["family"] for t in val] == list(BASE.families)
+
+
+def test_geometric_validation_mean_floors_tiny_losses():
+    assert validation_mean([0.1, 0.4], geometric=False) == pytest.approx(0.25)
+    assert validation_mean([0.1, 0.4], geometric=True) == pytest.approx(0.2)
+    # A task trained to ~0 counts as the floor, not as -160 in log space.
+    floor = GEOMETRIC_FLOOR
+    assert validation_mean([0.1, 1e-70], geometric=True) == pytest.approx((0.1 * floor) ** 0.5)
+    assert BASE.validation_geometric
