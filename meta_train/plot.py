@@ -39,9 +39,11 @@ def plot(out: str, path: str | None = None) -> str:
     ax.legend(fontsize=7)
     ax = axes[0, 1]
     if val:
-        ax.plot([r["generation"] for r in val], [r["validation"]["mean"] for r in val], "o-")
-    ax.set(xlabel="generation", ylabel="normalised train loss of the mean",
-           title="validation", yscale="log")
+        hours = dict(zip([r["generation"] for r in records], device_hours(records), strict=True))
+        ax.plot([hours[r["generation"]] for r in val], [r["validation"]["mean"] for r in val],
+                "o-")
+    ax.set(xlabel="device-hours (generations, compiles and validation)",
+           ylabel="normalised train loss of the mean", title="validation", yscale="log")
     ax = axes[1, 0]
     if train:
         ax.plot(gens, [r["sigma"] for r in train], label="ES sigma")
@@ -57,3 +59,13 @@ def plot(out: str, path: str | None = None) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def device_hours(records: list[dict]) -> list[float]:
+    """Per log record, the hours spent up to and including it: each generation's seconds (its
+    compiles included) plus validation seconds. On one CPU device, core-hours of the run."""
+    seconds, out = 0.0, []
+    for r in records:
+        seconds += r.get("generation_s", 0.0) + r.get("validation_s", 0.0)
+        out.append(seconds / 3600.0)
+    return out
