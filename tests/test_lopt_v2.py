@@ -77,13 +77,14 @@ def _smoothed(losses: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _long_runs(name):
-    """Losses ``[2, BUDGET * FACTOR]``: told num_steps = BUDGET, and = the whole run."""
+def long_runs(name, config=CONFIG):
+    """``fn(meta_params) -> losses [2, BUDGET * FACTOR]`` of problem ``name``: told num_steps =
+    BUDGET, and = the whole run."""
     params, loss_fn = PROBLEMS[name]()
 
     @jax.jit
     def go(meta_params, num_steps):
-        opt = lopt.optax_lopt(num_steps, meta_params=meta_params, config=CONFIG)
+        opt = lopt.optax_lopt(num_steps, meta_params=meta_params, config=config)
 
         def body(carry, t):
             p, s = carry
@@ -100,7 +101,11 @@ def _long_runs(name):
 
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_stable_at_10x_the_horizon_and_past_num_steps(meta_params, name):
-    losses = _long_runs(name)(meta_params)
+    check_stable_at_10x(long_runs(name)(meta_params))
+
+
+def check_stable_at_10x(losses: np.ndarray) -> None:
+    """Assert the `long_runs` losses stay finite, hold past num_steps and keep improving."""
     assert np.isfinite(losses).all()
     smooth = _smoothed(losses)
     past, long = smooth[0], smooth[1]

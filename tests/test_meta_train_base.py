@@ -89,6 +89,8 @@ def test_long_validation_goes_to_the_cheapest_network():
                     **_TASK_FIELDS)
 
     val = [task("mlp", 5e4), task("quadratic", 1e3), task("cnn", 2e4)]
+    assert task_steps(BASE, val) == [5000, 1000, 1000]
+    val = [task("rnn", 5e4), task("quadratic", 1e3), task("mlp", 2e4)]
     assert task_steps(BASE, val) == [1000, 1000, 5000]
     assert task_steps(dataclasses.replace(BASE, validation_long_steps=0), val) == [1000] * 3
     assert task_steps(BASE, [task("quadratic", 1e3)]) == [5000]
