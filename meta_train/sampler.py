@@ -68,15 +68,15 @@ def horizon(config: Config, key: jax.Array) -> int:
 
 def validation_tasks(config: Config) -> list[Task]:
     """``config.validation_tasks`` distinct tasks of the distribution outside the held-out and
-    long suites; with ``pool_by_family`` task ``i`` is of family ``families[i % len(families)]``,
-    as the pool's entries are, so validation sees every family that training does."""
+    long suites; task ``i`` is of family ``validation_families[i % len(validation_families)]``
+    when those are given, else any of ``families``."""
     # Specs, not built tasks: building the suites loads every dataset.
     heldout = [dict(spec) for spec, _ in (*HELDOUT.values(), *LONG.values())]
     chosen: list[Task] = []
     key = jax.random.key(VALIDATION_SEED)
     for attempt in range(100 * config.validation_tasks):
-        family = (config.families[len(chosen) % len(config.families)],) \
-            if config.pool_by_family else None
+        names = config.validation_families
+        family = (names[len(chosen) % len(names)],) if names else None
         task = _draw(jax.random.fold_in(key, attempt), config, family)
         if dict(task.spec) not in heldout and all(task is not t for t in chosen):
             chosen.append(task)
