@@ -37,13 +37,23 @@ def init_members(task: Task, learner: Learner, mesh: Mesh) -> Callable:
     """``fn(population, horizon, init_keys) -> TrainState``: fresh runs of ``horizon`` steps.
 
     Args of ``fn``: meta-parameters ``[N, ...]``, a scalar int32 horizon, ``[N]`` keys.
+
+    The members are initialised one after another (`jax.lax.map`), not vmapped: a vmapped
+    orthogonal initialiser (flax's LSTM recurrent kernels) is a batched QR, whose LAPACK custom
+    calls each split their batch over XLA's CPU thread pool and block a worker until it is done;
+    with the four gates' QRs running at once on a 2-thread pool every worker waited on the
+    others, and the run hung for good at 0 % CPU (seen on an LSTM of 32 units and 8 members).
+    It runs once per trajectory, so the loop costs nothing measurable.
     """
 
     def member(meta_params, horizon, init_key):
         return init_state(task, learner.optimizer(meta_params, horizon), init_key)
 
-    return _sharded(jax.vmap(member, in_axes=(0, None, 0)), mesh, (P(AXIS), P(), P(AXIS)),
-                    P(AXIS))
+    def members(population, horizon, init_keys):
+        return jax.lax.map(lambda args: member(args[0], horizon, args[1]),
+                           (population, init_keys))
+
+    return _sharded(members, mesh, (P(AXIS), P(), P(AXIS)), P(AXIS))
 
 
 def unroll_chunk(task: Task, learner: Learner, length: int, mesh: Mesh) -> Callable:
