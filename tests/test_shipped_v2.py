@@ -30,6 +30,7 @@ def test_loads_with_the_config_of_the_code_and_its_recipe(loaded):
     meta_params, config, metadata = loaded
     assert config == lopt.preset("v2")
     trained_with = overrides.apply(meta_config.Config(), metadata["meta_train_config"])
+    assert trained_with == meta_config.preset("base")  # `--preset base` reproduces it
     assert trained_with.trainable == ("hypernet/step",)
     assert metadata["generation"] == 2220
     # Only the step head moved: everything else is init:v2.
