@@ -1,0 +1,89 @@
+"""The learned update agrees with updates recorded from an earlier implementation.
+
+Speed work rewrites how the update is computed, never what it computes: a rewrite must give the
+recorded parameters to float rounding (fused multiply-adds and reordered sums round
+differently), or change `FEATURE_VERSION` and be evaluated anew. The model covers every code
+path: ranks 0-4, a stacked group of equal shapes, and a tensor large enough to be summarised
+from a strided sample. Regenerate the record only for a versioned feature change:
+
+    VELO_RECORD=1 .venv/bin/python -m pytest tests/test_lopt_recorded.py
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from velo import lopt
+
+RECORD = pathlib.Path(__file__).parent / "data" / "lopt_recorded.npz"
+STEPS = 3
+V2_OPTIONS = dataclasses.replace(
+    lopt.preset("v2"), orthogonalize=True, adam_for_vectors=True, scale_reference="initial"
+)
+CASES = {
+    "velo_small": dict(checkpoint="velo_small"),
+    "init_v2": dict(checkpoint="init:v2", weight_decay=0.01),
+    "init_v2_options": dict(
+        meta_params=lopt.init_meta_params(jax.random.key(3), V2_OPTIONS), config=V2_OPTIONS
+    ),
+}
+# Elements of the sampled tensor kept in the record (all of the others are kept).
+_BIG_KEEP = np.s_[::97]
+
+
+def model_params():
+    shapes = {"scalar": (), "bias": (7,), "w_a": (5, 6), "w_b": (5, 6), "w3": (2, 3, 4),
+              "conv": (3, 3, 2, 4), "big": (300, 240)}  # fmt: skip
+    keys = jax.random.split(jax.random.key(11), len(shapes))
+    return {n: 0.3 * jax.random.normal(k, s) for (n, s), k in zip(shapes.items(), keys, strict=True)}
+
+
+def run(case: dict) -> dict:
+    """Parameters after `STEPS` updates with fixed pseudo-random gradients and losses."""
+    opt = lopt.optax_lopt(20, **case)
+    params = model_params()
+    state = opt.init(params)
+
+    @jax.jit
+    def step(params, state, t):
+        key = jax.random.fold_in(jax.random.key(5), t)
+        keys = jax.random.split(key, len(params))
+        grads = {n: (1.0 + t) * jax.random.normal(k, p.shape)
+                 for (n, p), k in zip(params.items(), keys, strict=True)}  # fmt: skip
+        updates, state = opt.update(grads, state, params, loss=2.0 / (1.0 + t))
+        return jax.tree.map(jnp.add, params, updates), state
+
+    for t in range(STEPS):
+        params, state = step(params, state, t)
+    out = {n: np.asarray(p) for n, p in params.items()}
+    out["big"] = out["big"].reshape(-1)[_BIG_KEEP]
+    return out
+
+
+def flat(name: str, params: dict) -> dict:
+    return {f"{name}/{k}": v for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_update_matches_the_record(name):
+    got = flat(name, run(CASES[name]))
+    if os.environ.get("VELO_RECORD"):
+        old = dict(np.load(RECORD)) if RECORD.exists() else {}
+        RECORD.parent.mkdir(exist_ok=True)
+        np.savez_compressed(RECORD, **{**old, **got})
+        pytest.skip(f"recorded {name} into {RECORD}")
+    record = np.load(RECORD)
+    start = flat(name, {n: np.asarray(p) for n, p in model_params().items()})
+    start[f"{name}/big"] = start[f"{name}/big"].reshape(-1)[_BIG_KEEP]
+    for key, value in got.items():
+        moved = record[key] - start[key]
+        # Relative to the tensor's whole move: every tensor moved, so this cannot pass by
+        # comparing zeros.
+        assert np.abs(moved).max() > 1e-4, key
+        atol = 2e-5 * np.abs(moved).max()
+        np.testing.assert_allclose(value - start[key], moved, rtol=0, atol=atol, err_msg=key)
