@@ -40,7 +40,8 @@ def model_params():
     shapes = {"scalar": (), "bias": (7,), "w_a": (5, 6), "w_b": (5, 6), "w3": (2, 3, 4),
               "conv": (3, 3, 2, 4), "big": (300, 240)}  # fmt: skip
     keys = jax.random.split(jax.random.key(11), len(shapes))
-    return {n: 0.3 * jax.random.normal(k, s) for (n, s), k in zip(shapes.items(), keys, strict=True)}
+    pairs = zip(shapes.items(), keys, strict=True)
+    return {n: 0.3 * jax.random.normal(k, s) for (n, s), k in pairs}
 
 
 def run(case: dict) -> dict:
