@@ -6,22 +6,27 @@ import numpy as np
 import pytest
 
 from velo import lopt
-from velo.lopt import accumulators, features, loss_buffer
+from velo.lopt import accumulators, factors, features, loss_buffer
 
 CONFIG = lopt.preset("tiny")
 
 
 def observe(p, grads):
-    """LSTM features and RMS-normalised MLP features of ``p`` after the gradients ``grads``."""
+    """LSTM features and all RMS-normalised MLP features (the row and column ones broadcast
+    from their factors) of ``p`` after the gradients ``grads``."""
     moments = accumulators.init_moments(p.shape, CONFIG)
     for g in grads:
         moments = accumulators.update_moments(moments, g, CONFIG)
-    x = features.element_inputs(p, grads[-1], moments, jnp.int32(len(grads)), CONFIG)
-    tensor_feats, rms = features.tensor_statistics(x)
-    normalised = [
-        jnp.broadcast_to(f, p.shape) / r
-        for f, r in zip(features.element_features(x), rms, strict=True)
-    ]
+    group = jax.tree.map(lambda a: a[None], (p, grads[-1], moments))  # a group of one tensor
+    layout = factors.FactorLayout((p.shape,), (1,))
+    scales = factors.scales([group[2]], layout, jnp.int32(len(grads)), CONFIG)
+    x = jax.tree.map(lambda a: a[0], features.group_inputs(*group, scales, layout, 0))
+    summary = features.summaries(features.sample_means(x)[None], scales, layout)
+    tensor_feats, rms = (a[0] for a in features.summary_features(summary))
+    rows = layout.group_rows(jnp.concatenate([scales.rows, scales.inv_rows]), 0)[0]
+    cols = layout.group_cols(jnp.concatenate([scales.cols, scales.inv_cols]), 0)
+    every = [*features.element_features(x), *rows, *(rows if cols is None else cols[0])]
+    normalised = [jnp.broadcast_to(f, p.shape) / r for f, r in zip(every, rms, strict=True)]
     return tensor_feats, jnp.stack(normalised)
 
 

@@ -77,12 +77,3 @@ def debias(decay, count: jax.Array) -> jax.Array:
     """Bias-correction factor 1 / (1 - decay**count) for an EMA of ``count`` >= 1 values
     (``decay`` a float or an array of them)."""
     return 1.0 / (1.0 - jnp.power(jnp.asarray(decay, jnp.float32), count.astype(jnp.float32)))
-
-
-def second_moment_scale(moments: TensorMoments, config: Config, count: jax.Array) -> jax.Array:
-    """Scalar: the tensor mean of the slowest factored moment, ~= mean of E[g**2].
-
-    Cheap (it reads only the small row vector for rank >= 2) and used to make epsilons relative,
-    so features do not change when the gradient is rescaled.
-    """
-    return jnp.mean(moments.rows[-1]) * debias(config.factored_decays[-1], count)

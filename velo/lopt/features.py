@@ -18,14 +18,16 @@ fixed, keeps results deterministic and identical sharded or not.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from velo.lopt.accumulators import TensorMoments, debias, second_moment_scale, stacked
+from velo.lopt.accumulators import TensorMoments
 from velo.lopt.config import Config
+from velo.lopt.factors import EPS, TINY, FactorLayout, Scales, square_means
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, loss_features
 
 # The feature table: every input of the per-parameter MLP and of the LSTM, by name, in order.
@@ -101,9 +103,6 @@ TENSOR_FEATURES = Layout(
 )
 NUM_TENSOR_FEATURES = TENSOR_FEATURES.size
 SUMMARY_SIZE = SUMMARY.size
-# Relative epsilon under rsqrt: second moments are O(1) after dividing by s.
-_EPS = 1e-10
-_TINY = 1e-30
 
 
 class ElementInputs(NamedTuple):
@@ -112,7 +111,7 @@ class ElementInputs(NamedTuple):
     The full-size fields are the raw arrays; the properties `g`, `momenta`, `second` and
     `inv_factored` scale them, or build them from small factors, when read. Two reasons, both
     about what XLA fuses into the elementwise pass instead of writing out to memory:
-    a sample (`tensor_summary`) then reads only the sampled elements, so every full-size input
+    a sample (`sample_means`) then reads only the sampled elements, so every full-size input
     has the pass as its single consumer; and the per-decay quantities are one array per decay,
     sliced from the raw stacks before any arithmetic, because XLA refuses to fuse an op that
     its consumer reads through more than a few slices (it would duplicate its code).
@@ -125,11 +124,10 @@ class ElementInputs(NamedTuple):
       inv_root: scalar 1 / sqrt(s).
       momenta_scale: ``[3, 1, ...]`` bias correction / sqrt(s) of each momentum.
       second_scale: scalar bias correction / s of the second moment.
-      rows: ``[3, ...]`` row factors (rank >= 2, broadcastable) or full second moments (below),
-        / s.
-      cols: ``[3, ...]`` column factors (rank >= 2) or the full second moments again (below), / s.
-      inv_rows, inv_cols: rsqrt(rows + eps), rsqrt(cols + eps).
-      root_mean_rows: ``[3, 1, ...]`` sqrt of the mean row factor (rank >= 2; None below).
+      inv_rows: ``[3, ...]`` rsqrt of the row factors (rank >= 2, broadcastable) or of the
+        full second moments (below), / s (`factors.Scales`).
+      col_scale: ``[3, ...]`` `factors.Scales.col_scale` (rank >= 2, broadcastable; None
+        below).
     """
 
     p: jax.Array
@@ -139,11 +137,8 @@ class ElementInputs(NamedTuple):
     inv_root: jax.Array
     momenta_scale: jax.Array
     second_scale: jax.Array
-    rows: jax.Array
-    cols: jax.Array
     inv_rows: jax.Array
-    inv_cols: jax.Array
-    root_mean_rows: jax.Array | None
+    col_scale: jax.Array | None
 
     @property
     def g(self) -> jax.Array:
@@ -164,95 +159,73 @@ class ElementInputs(NamedTuple):
     def inv_factored(self) -> tuple[jax.Array, ...]:
         """3 x ``S``: rsqrt of the Adafactor estimate row * col / mean(row), from the small
         factors (for rank < 2, `inv_rows`)."""
-        if self.root_mean_rows is None:
+        if self.col_scale is None:
             return tuple(self.inv_rows)
-        return tuple(
-            r * c * m
-            for r, c, m in zip(self.inv_rows, self.inv_cols, self.root_mean_rows, strict=True)
-        )
+        return tuple(r * c for r, c in zip(self.inv_rows, self.col_scale, strict=True))
 
 
-def element_inputs(
-    p: jax.Array, g: jax.Array, moments: TensorMoments, count: jax.Array, config: Config
+def group_inputs(
+    p: jax.Array, g: jax.Array, moments: TensorMoments, x: Scales, layout: FactorLayout, group: int
 ) -> ElementInputs:
-    """Scale-free inputs from float32 ``p``, ``g`` and ``moments`` that have seen ``count`` >= 1
-    gradients."""
-    s = second_moment_scale(moments, config, count) + _TINY
-    inv_root = jax.lax.rsqrt(s)
-    momenta_scale = debias(stacked(config.momentum_decays, p.ndim), count) * inv_root
-    second_scale = debias(config.second_moment_decay, count) / s
-    factored = debias(stacked(config.factored_decays, p.ndim), count) / s
-    rows = moments.rows * factored
-    inv_rows = jax.lax.rsqrt(rows + _EPS)
-    if moments.cols is None:
-        cols, inv_cols, root_mean_rows = rows, inv_rows, None
-    else:
-        cols = moments.cols * factored
-        inv_cols = jax.lax.rsqrt(cols + _EPS)
-        root_mean_rows = jnp.sqrt(jnp.mean(rows, axis=-2, keepdims=True))
+    """``ElementInputs`` of group ``group``'s tensors, every field with a leading ``[k]`` axis,
+    from its float32 ``[k, *S]`` stacks ``p``, ``g`` and ``moments``, and the `Scales` of all
+    tensors."""
+    ones = (1,) * (p.ndim - 1)
+    momenta_scale = layout.group_slice(x.momenta_scale, group)
     return ElementInputs(
-        p, g, moments.momenta, moments.second, inv_root, momenta_scale, second_scale,
-        rows, cols, inv_rows, inv_cols, root_mean_rows,
+        p, g, moments.momenta, moments.second,
+        inv_root=layout.group_slice(x.inv_root, group).reshape(-1, *ones),
+        momenta_scale=momenta_scale.reshape(*momenta_scale.shape, *ones),
+        second_scale=layout.group_slice(x.second_scale, group).reshape(-1, *ones),
+        inv_rows=layout.group_rows(x.inv_rows, group),
+        col_scale=layout.group_cols(x.col_scale, group),
     )  # fmt: skip
 
 
 def element_features(x: ElementInputs) -> list[jax.Array]:
-    """The per-parameter MLP's raw inputs (before RMS normalisation), in `ELEMENT_FEATURES`
-    order, each broadcastable to S.
+    """The `PER_ELEMENT_FEATURES` of the per-parameter MLP (before RMS normalisation), in
+    table order, each broadcastable to S. (The row and column features act through
+    `factors.shares`, on the factor vectors.)
 
-    Below rank 2 the row and column "factors" are the full second moments. Only one
-    transcendental per element (rsqrt of the second moment): the factored ones are products of
-    rsqrts of the small row and column vectors.
+    Only one transcendental per element (rsqrt of the second moment): the factored ones are
+    products of rsqrts of the small row and column vectors.
     """
-    r = jax.lax.rsqrt(x.second + _EPS)
+    r = jax.lax.rsqrt(x.second + EPS)
     g, momenta, inv_factored = x.g, x.momenta, x.inv_factored
     feats = [g, jnp.clip(g * r, -1.0, 1.0), x.p, *momenta, x.second]
     feats += [*(m * r for m in momenta), r, g * r, *(g * f for f in inv_factored)]
     feats += [m * f for m, f in zip(momenta, inv_factored, strict=True)]
-    feats += [*x.rows, *x.inv_rows, *x.cols, *x.inv_cols]
-    assert len(feats) == NUM_ELEMENT_FEATURES, "element_features disagrees with the table"
+    assert len(feats) == PER_ELEMENT, "element_features disagrees with the table"
     return feats
 
 
-def factor_features(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
-    """The `ROW_FEATURES` and `COL_FEATURES` of the table, each stacked: ``[6, ...]``."""
-    return (
-        jnp.concatenate([x.rows, x.inv_rows]),
-        jnp.concatenate([x.cols, x.inv_cols]),
-    )
+def sample_means(x: ElementInputs) -> jax.Array:
+    """``[4 + PER_ELEMENT]`` one tensor's means of p, of the momenta and of every squared
+    per-element feature: one variadic reduction over (a sample of) the tensor.
 
-
-def tensor_summary(x: ElementInputs) -> jax.Array:
-    """``[SUMMARY_SIZE]`` raw per-tensor statistics: one variadic reduction over (a sample of)
-    the tensor, and one over each stack of small factor vectors.
-
-    `summary_features` turns summaries, stacked over all tensors, into the LSTM inputs and the
-    feature RMS in one batched computation, so the per-tensor program stays small.
+    The sample is taken of the inputs, not the features: the full-size features then have a
+    single consumer (the elementwise update pass), so XLA fuses them there instead of
+    materialising them.
     """
-    shape = x.p.shape
-    # Sample the inputs, not the features: the full-size features then have a single consumer
-    # (the elementwise update pass), so XLA fuses them there instead of materialising them.
-    sample = _sample(x, shape)
-    channels = [sample.p, *sample.momenta]  # SUMMARY's "mean_p" and "mean_m"
-    channels += [jnp.square(f) for f in element_features(sample)[:PER_ELEMENT]]
-    # The mean of a broadcast factor over the tensor is its own mean.
-    rows, cols = factor_features(x)
-    slow = x.rows[-1]  # the slow second moment, averaged along rows for rank >= 2
-    slow = jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + _EPS)])
-    rank = min(len(shape), MAX_RANK)
-    static = [float(rank == r) for r in range(MAX_RANK + 1)] + [np.log1p(x.p.size) / 10.0]
+    sample = _sample(x, x.p.shape)
+    channels = [sample.p, *sample.momenta]
+    channels += [jnp.square(f) for f in element_features(sample)]
+    return _means(channels)
+
+
+def summaries(means: jax.Array, x: Scales, layout: FactorLayout) -> jax.Array:
+    """``[n, SUMMARY_SIZE]`` raw statistics of all tensors (`SUMMARY`), from their
+    ``[n, 4 + PER_ELEMENT]`` `sample_means` and the factors' square means."""
+    rows, cols, slow = square_means(x, layout)
+    ranks = np.minimum([len(s) for s in layout.tensor_shapes], MAX_RANK)
+    sizes = [math.prod(s) for s in layout.tensor_shapes]
+    static = np.concatenate(
+        [np.eye(MAX_RANK + 1)[ranks], np.log1p(sizes)[:, None] / 10.0], axis=1
+    ).astype(np.float32)
     # `SUMMARY` order: the sample means hold mean_p, mean_m and the per-element squares, and
     # the factor squares follow them, completing "mean_square" in table order.
-    summary = jnp.concatenate(
-        [
-            _means(channels),
-            _mean_per_row(jnp.square(rows)),
-            _mean_per_row(jnp.square(cols)),
-            _mean_per_row(slow),
-            jnp.asarray(static, jnp.float32),
-        ]
-    )
-    assert summary.shape == (SUMMARY_SIZE,), "tensor_summary disagrees with SUMMARY"
+    summary = jnp.concatenate([means, rows, cols, slow, static], axis=1)
+    assert summary.shape[1] == SUMMARY_SIZE, "summaries disagree with SUMMARY"
     return summary
 
 
@@ -269,22 +242,17 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
     m_ms = squares[..., [element_index(f"m{i}") for i in (1, 2, 3)]]
     sqrt_slow, slow, log_slow = jnp.moveaxis(summary[..., SUMMARY["slow"]], -1, 0)
     lstm = {
-        "p_mean": p_mean * jax.lax.rsqrt(p_ms + _TINY),
-        "p_variance": (p_ms - jnp.square(p_mean)) / (p_ms + _TINY),
+        "p_mean": p_mean * jax.lax.rsqrt(p_ms + TINY),
+        "p_variance": (p_ms - jnp.square(p_mean)) / (p_ms + TINY),
         "log_m_ms": _log_ratio(m_ms, 1.0),
-        "m_mean_ratio": jnp.square(m_mean) / (m_ms + _TINY),
+        "m_mean_ratio": jnp.square(m_mean) / (m_ms + TINY),
         "slow_spread": _log_ratio(jnp.square(sqrt_slow), slow)[..., None],
-        "slow_log_gap": ((log_slow - jnp.log(slow + _EPS)) / 5.0)[..., None],
+        "slow_log_gap": ((log_slow - jnp.log(slow + EPS)) / 5.0)[..., None],
         "rank": summary[..., SUMMARY["rank"]],
         "log_size": summary[..., SUMMARY["log_size"]],
     }
     assert tuple(lstm) == tuple(name for name, _ in TENSOR_FEATURES.blocks)
-    return jnp.concatenate(list(lstm.values()), axis=-1), jnp.sqrt(squares + _TINY)
-
-
-def tensor_statistics(x: ElementInputs) -> tuple[jax.Array, jax.Array]:
-    """One tensor's `summary_features`: ``([NUM_TENSOR_FEATURES], [NUM_ELEMENT_FEATURES])``."""
-    return summary_features(tensor_summary(x))
+    return jnp.concatenate(list(lstm.values()), axis=-1), jnp.sqrt(squares + TINY)
 
 
 def _sample(x: ElementInputs, shape: tuple[int, ...]) -> ElementInputs:
@@ -310,14 +278,9 @@ def _means(channels: list[jax.Array]) -> jax.Array:
     return jnp.stack(sums) / max(1, channels[0].shape[0])
 
 
-def _mean_per_row(stack: jax.Array) -> jax.Array:
-    """``[k]`` means over all but the leading axis of a ``[k, ...]`` stack."""
-    return jnp.mean(stack, axis=tuple(range(1, stack.ndim)))
-
-
 def _log_ratio(num, den):
     """log(num / den) squashed into [-2, 2]: sizes of ratios that span many decades."""
-    return jnp.clip(jnp.log(num + _TINY) - jnp.log(den + _TINY), -10.0, 10.0) / 5.0
+    return jnp.clip(jnp.log(num + TINY) - jnp.log(den + TINY), -10.0, 10.0) / 5.0
 
 
 def progress_features(count: jax.Array, num_steps, config: Config) -> jax.Array:

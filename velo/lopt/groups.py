@@ -51,17 +51,6 @@ class Groups(NamedTuple):
         """Per group, its leaves as one float32 ``[group size, *shape]`` array."""
         return [_stack([leaves[i] for i in idx]) for idx in self.indices]
 
-    def split(self, tree: Any) -> list[Any]:
-        """Cut a pytree whose leaves have a leading ``[num_tensors]`` axis (tensors in group
-        order) into one pytree per group."""
-        out, start = [], 0
-        for size in self.sizes:
-            out.append(
-                jax.tree.map(lambda x, a=start, b=start + size: jax.lax.slice_in_dim(x, a, b), tree)
-            )
-            start += size
-        return out
-
     def unstack(self, stacks: list[jax.Array], like: list[Any]) -> list[jax.Array]:
         """Leaves in the order and dtypes of ``like`` from per-group ``stacks``; leaves in no
         group get zeros."""

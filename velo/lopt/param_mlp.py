@@ -21,16 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from velo.lopt.config import Config
-from velo.lopt.features import (
-    COL_FEATURES,
-    NUM_ELEMENT_FEATURES,
-    PER_ELEMENT,
-    ROW_FEATURES,
-    ElementInputs,
-    element_features,
-    element_index,
-    factor_features,
-)
+from velo.lopt.features import NUM_ELEMENT_FEATURES, PER_ELEMENT, element_index
 from velo.lopt.rules import get as get_rule
 
 # Adam's direction (fast momentum over the root second moment): the initial MLP passes it through.
@@ -96,35 +87,32 @@ def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
     return MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
 
 
-def apply(weights: MLPWeights, x: ElementInputs, feature_rms: jax.Array):
+def normalise(weights: MLPWeights, feature_rms: jax.Array) -> MLPWeights:
+    """Fold the ``[..., F]`` RMS of each feature over its tensor into ``[..., F, H]`` ``w1``,
+    so normalising the features costs nothing per element."""
+    return weights._replace(w1=weights.w1 / feature_rms[..., None])
+
+
+def apply(weights: MLPWeights, feats: list[jax.Array], row_share, col_share) -> list[jax.Array]:
     """Run one tensor's MLP elementwise.
 
     Args:
-      weights: one MLP (no leading axes).
-      x: the tensor's `features.ElementInputs`.
-      feature_rms: ``[F]`` RMS of each feature over the tensor; folded into ``w1`` so the
-        normalisation costs nothing per element.
+      weights: one `normalise`d MLP (no leading axes). Its first layer's bias and the rows of
+        the factor features are not read: the shares carry their contribution.
+      feats: the tensor's `features.element_features`, each broadcastable to its shape.
+      row_share: ``[H, ...]`` first-layer bias plus the row features' share
+        (`factors.shares`), broadcastable to the tensor's shape.
+      col_share: ``[H, ...]`` the column features' share, or None (rank < 2).
 
     Returns:
       The outputs (``[d, m]`` for rule v1, ``[d]`` for v2), each broadcastable to the tensor's
       shape.
     """
-    w1 = weights.w1 / feature_rms[:, None]
-    # The row and column features' share of every hidden unit is one small matmul on the factor
-    # vectors; the barrier keeps XLA from recomputing it for every element.
-    rows, cols = factor_features(x)
-    rows, cols = jax.lax.optimization_barrier(
-        (
-            jnp.tensordot(w1[ROW_FEATURES], rows, axes=(0, 0)),
-            jnp.tensordot(w1[COL_FEATURES], cols, axes=(0, 0)),
-        )
-    )
-    per_element = element_features(x)[:PER_ELEMENT]
-    hidden = [
-        _unit(per_element, w1[:PER_ELEMENT, j], weights.b1[j] + rows[j] + cols[j])
-        for j in range(w1.shape[1])
-    ]
-    hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(w1.shape[1])]
+    hidden = []
+    for j in range(weights.w1.shape[1]):
+        bias = row_share[j] if col_share is None else row_share[j] + col_share[j]
+        hidden.append(_unit(feats, weights.w1[:PER_ELEMENT, j], bias))
+    hidden = [_unit(hidden, weights.w2[:, j], weights.b2[j]) for j in range(len(hidden))]
     return [_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(weights.w3.shape[1])]
 
 

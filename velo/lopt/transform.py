@@ -4,11 +4,13 @@ One step of `scale_by_lopt`, for a model with n float tensors, reads top to bott
 
 1. **accumulate**: fold each gradient into its tensor's moments (`accumulators.py`) and the
    loss into the loss buffer (`loss_buffer.py`);
-2. **summarise**: one fused reduction per tensor gives its summary statistics; one batched
-   computation over all tensors turns them into LSTM inputs and the RMS of each MLP input
-   (`features.py`);
+2. **summarise**: every tensor's scalars and Adafactor factors are computed at once on
+   buffers that concatenate all tensors' factors (`factors.py`); one fused reduction over (a
+   sample of) each tensor gives its element statistics; one batched computation over all
+   tensors turns them into LSTM inputs and the RMS of each MLP input (`features.py`);
 3. **hypernetwork**: the LSTM, batched over the n tensors, emits each tensor's per-parameter MLP
    weights (a softmax mix over the bank) and its step output (`hypernet.py`, `param_mlp.py`);
+   the factor features' share of the MLP's first layer is computed on the factor buffers;
 4. **per-element rule**: one fused elementwise pass per tensor runs the MLP, and the update rule
    named by `Config.rule` (`rule_v1.py`, `rule_v2.py`) turns its outputs and the step into the
    update.
@@ -33,10 +35,20 @@ import optax
 
 from velo import guard
 from velo.lopt import checkpoint as ckpt
-from velo.lopt import param_mlp, rules
+from velo.lopt import factors, param_mlp, rules
 from velo.lopt.accumulators import TensorMoments, init_moments, update_moments
 from velo.lopt.config import Config
-from velo.lopt.features import element_inputs, global_features, summary_features, tensor_summary
+from velo.lopt.factors import FactorLayout
+from velo.lopt.features import (
+    COL_FEATURES,
+    ROW_FEATURES,
+    element_features,
+    global_features,
+    group_inputs,
+    sample_means,
+    summaries,
+    summary_features,
+)
 from velo.lopt.groups import Groups
 from velo.lopt.hypernet import Carry, make_hypernet, zero_carry
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, update_loss_buffer
@@ -104,6 +116,7 @@ def scale_by_lopt(
         grads, treedef = jax.tree.flatten(updates)
         leaves = treedef.flatten_up_to(params)
         groups = Groups.from_leaves(leaves)
+        layout = FactorLayout.from_groups(groups, leaves)
         count = state.count + 1
         g, p = groups.stack(grads), groups.stack(leaves)
 
@@ -112,9 +125,13 @@ def scale_by_lopt(
         losses = update_loss_buffer(state.loss, jnp.asarray(loss, jnp.float32), state.count, decays)
         moments = [jax.vmap(_accumulate(config))(*t) for t in zip(state.moments, g, strict=True)]
         # 2. Summarise.
-        inputs = functools.partial(element_inputs, count=count, config=config)
-        summaries = [jax.vmap(_summarise(inputs))(*t) for t in zip(moments, g, p, strict=True)]
-        tensor_feats, feature_rms = summary_features(jnp.concatenate(summaries))
+        scales = factors.scales(moments, layout, count, config)
+        inputs = [
+            group_inputs(*t, scales, layout, i)
+            for i, t in enumerate(zip(p, g, moments, strict=True))
+        ]
+        means = jnp.concatenate([jax.vmap(sample_means)(x) for x in inputs])
+        tensor_feats, feature_rms = summary_features(summaries(means, scales, layout))
         shared = global_features(state.count, num_steps, losses, decays, config)
         # 3. Hypernetwork.
         lstm_in = jnp.concatenate(
@@ -123,15 +140,22 @@ def scale_by_lopt(
         carry, logits, step_output = hypernet.apply(
             {"params": meta_params["hypernet"]}, lstm_in, state.lstm
         )
-        weights = param_mlp.mix(param_mlp.MLPWeights(**meta_params["bank"]), logits)
+        bank = param_mlp.MLPWeights(**meta_params["bank"])
+        weights = param_mlp.normalise(param_mlp.mix(bank, logits), feature_rms)
+        w1 = weights.w1
+        row_share, col_share = factors.shares(
+            w1[:, ROW_FEATURES], w1[:, COL_FEATURES], weights.b1, scales, layout
+        )
         steps = learning_rate * rule.tensor_steps(step_output, state.count, num_steps, config)
         # 4. Per-element rule.
-        per_tensor = groups.split((weights, feature_rms, steps))
-        element = functools.partial(_element_update, rule, config, inputs, weight_decay)
-        out = [
-            jax.vmap(element)(*t)
-            for t in zip(per_tensor, state.init_rms, moments, g, p, strict=True)
-        ]
+        element = functools.partial(_element_update, rule, config, weight_decay)
+        out = []
+        for i, x in enumerate(inputs):
+            per_tensor = jax.tree.map(
+                lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
+            )
+            shares = (layout.group_rows(row_share, i), layout.group_cols(col_share, i))
+            out.append(jax.vmap(element)(per_tensor, state.init_rms[i], x, shares))
         new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
         return treedef.unflatten(groups.unstack(out, leaves)), new_state
 
@@ -188,17 +212,12 @@ def _accumulate(config: Config):
     return lambda moments, g: update_moments(moments, g, config)
 
 
-def _summarise(inputs):
-    """One tensor: ``(moments, g, p) -> [SUMMARY_SIZE]`` summary statistics."""
-    return lambda moments, g, p: tensor_summary(inputs(p, g, moments))
-
-
 def _rms_per_tensor(stack: jax.Array) -> jax.Array:
     """``[n]`` RMS of each tensor of a ``[n, ...]`` stack."""
     return jnp.sqrt(jnp.mean(jnp.square(stack), axis=tuple(range(1, stack.ndim))))
 
 
-def _element_update(rule, config, inputs, weight_decay, per_tensor, init_rms, moments, g, p):
+def _element_update(rule, config, weight_decay, per_tensor, init_rms, x, shares):
     """One tensor's update: the MLP on every element, then ``rule.tensor_update``.
 
     vmapped over a group, not a `lax.map` loop: XLA then fuses the pass into each tensor's slice
@@ -206,8 +225,7 @@ def _element_update(rule, config, inputs, weight_decay, per_tensor, init_rms, mo
     the 10M-parameter transformer's step 1.8x slower).
     """
     weights, feature_rms, step = per_tensor
-    x = inputs(p, g, moments)
-    outputs = param_mlp.apply(weights, x, feature_rms)
+    outputs = param_mlp.apply(weights, element_features(x), *shares)
     return rule.tensor_update(outputs, x, feature_rms, init_rms, step, weight_decay, config)
 
 

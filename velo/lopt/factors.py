@@ -1,0 +1,216 @@
+"""Every tensor's scales and Adafactor factors, computed at once on concatenated buffers.
+
+The per-element pass needs, per tensor, a few scalars (1 / sqrt(s) and bias corrections) and
+small vectors: the row and column factors of the second moment at 3 decays, their rsqrt, and
+what the MLP's first layer makes of them. Computed tensor by tensor, this small work was most of
+the compiled program (XLA on CPU compiles each kernel separately); here it is computed once for
+all tensors on buffers that concatenate every tensor's factors (`segments.Segments`), so it
+compiles to the same few kernels whatever the model.
+
+Buffers, tensors in group order (`groups.Groups`), each tensor's entries flattened:
+  rows: ``[3, R]``: for rank >= 2 the ``prod(S[:-1])`` row factors; below rank 2 the full
+    second-moment EMAs (``prod(S)`` entries), which then also serve as column factors.
+  cols: ``[3, C]``: for rank >= 2 the ``prod(S[:-2]) * S[-1]`` column factors; none below.
+For rank > 2 the factorisation is over the last two axes, batched over the leading ones: each run
+of ``S[-2]`` row entries is a block, whose mean row factor scales the Adafactor estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from velo.lopt.accumulators import TensorMoments, debias, is_factored
+from velo.lopt.config import Config
+from velo.lopt.groups import Groups
+from velo.lopt.segments import Segments
+
+# Relative epsilon under rsqrt: second moments are O(1) after dividing by s.
+EPS = 1e-10
+TINY = 1e-30
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorLayout:
+    """Where each tensor's factors sit in the buffers (static and hashable).
+
+    Attributes:
+      shapes: per group, the shape of its tensors.
+      group_sizes: per group, its number of tensors.
+    """
+
+    shapes: tuple[tuple[int, ...], ...]
+    group_sizes: tuple[int, ...]
+
+    @classmethod
+    def from_groups(cls, groups: Groups, leaves: list) -> FactorLayout:
+        shapes = tuple(tuple(jnp.shape(leaves[idx[0]])) for idx in groups.indices)
+        return cls(shapes, groups.sizes)
+
+    @functools.cached_property
+    def tensor_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The shape of every tensor, in group order."""
+        return sum(((s,) * k for s, k in zip(self.shapes, self.group_sizes, strict=True)), ())
+
+    @functools.cached_property
+    def is_vector(self) -> np.ndarray:
+        """``[n]`` bool: the tensor has rank < 2 (full moments, no column factors)."""
+        return np.array([not is_factored(s) for s in self.tensor_shapes], bool)
+
+    @functools.cached_property
+    def rows(self) -> Segments:
+        return Segments(tuple(math.prod(_row_shape(s)) for s in self.tensor_shapes))
+
+    @functools.cached_property
+    def cols(self) -> Segments:
+        return Segments(tuple(math.prod(_col_shape(s) or (0,)) for s in self.tensor_shapes))
+
+    @functools.cached_property
+    def blocks(self) -> Segments:
+        """The row buffer cut into blocks: runs of ``S[-2]`` rows (rank >= 2), or a whole
+        tensor (rank < 2)."""
+        lengths = []
+        for s in self.tensor_shapes:
+            lengths += [s[-2]] * math.prod(s[:-2]) if is_factored(s) else [math.prod(s)]
+        return Segments(tuple(lengths))
+
+    @functools.cached_property
+    def col_blocks(self) -> np.ndarray:
+        """``[C]`` int32: the block (of `blocks`) whose rows share each column entry."""
+        ids, start = [], 0
+        for s in self.tensor_shapes:
+            if is_factored(s):
+                lead = math.prod(s[:-2])
+                ids.append(start + np.repeat(np.arange(lead, dtype=np.int32), s[-1]))
+                start += lead
+            else:
+                start += 1
+        return np.concatenate(ids) if ids else np.zeros((0,), np.int32)
+
+    @functools.cached_property
+    def group_starts(self) -> tuple[int, ...]:
+        """Index of each group's first tensor."""
+        return tuple(int(o) for o in np.cumsum((0, *self.group_sizes[:-1])))
+
+    def concat(self, stacks: list[jax.Array | None], channels: int) -> jax.Array:
+        """Per group ``[k, channels, *shape]`` factor stacks (None for none) ->
+        ``[channels, total]``."""
+        parts = [
+            jnp.moveaxis(x.reshape(*x.shape[:2], -1), 0, 1).reshape(channels, -1)
+            for x in stacks
+            if x is not None
+        ]
+        return jnp.concatenate(parts, axis=-1) if parts else jnp.zeros((channels, 0))
+
+    def group_rows(self, buffer: jax.Array, group: int) -> jax.Array:
+        """``[c, R]`` -> group ``group``'s ``[k, c, *row shape]``, broadcastable to its tensors."""
+        return self._unconcat(self.rows, buffer, group, _row_shape(self.shapes[group]))
+
+    def group_cols(self, buffer: jax.Array, group: int) -> jax.Array | None:
+        """``[c, C]`` -> group ``group``'s ``[k, c, *column shape]`` (None below rank 2)."""
+        shape = _col_shape(self.shapes[group])
+        return None if shape is None else self._unconcat(self.cols, buffer, group, shape)
+
+    def group_slice(self, x: jax.Array, group: int) -> jax.Array:
+        """``[n, ...]`` per-tensor values -> group ``group``'s ``[k, ...]``."""
+        start = self.group_starts[group]
+        return x[start : start + self.group_sizes[group]]
+
+    def _unconcat(self, segments, buffer, group, shape) -> jax.Array:
+        start = self.group_starts[group]
+        piece = segments.piece(buffer, start, start + self.group_sizes[group])
+        piece = piece.reshape(buffer.shape[0], self.group_sizes[group], *shape)
+        return jnp.moveaxis(piece, 1, 0)
+
+
+def _row_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (*shape[:-1], 1) if is_factored(shape) else shape
+
+
+def _col_shape(shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    return (*shape[:-2], 1, shape[-1]) if is_factored(shape) else None
+
+
+class Scales(NamedTuple):
+    """Every tensor's scalars and factors, gradient quantities divided by its s.
+
+    Attributes:
+      inv_root: ``[n]`` 1 / sqrt(s), s = the tensor mean of the slowest factored moment.
+      momenta_scale: ``[n, 3]`` bias correction / sqrt(s) of each momentum.
+      second_scale: ``[n]`` bias correction / s of the second moment.
+      rows, inv_rows: ``[3, R]`` bias-corrected row factors / s and rsqrt(rows + eps).
+      cols, inv_cols: ``[3, C]`` the same for the column factors.
+      col_scale: ``[3, C]`` inv_cols * sqrt(mean row factor of the block): times inv_rows, the
+        rsqrt of the Adafactor estimate row * col / mean(row).
+    """
+
+    inv_root: jax.Array
+    momenta_scale: jax.Array
+    second_scale: jax.Array
+    rows: jax.Array
+    inv_rows: jax.Array
+    cols: jax.Array
+    inv_cols: jax.Array
+    col_scale: jax.Array
+
+
+def scales(moments: list[TensorMoments], layout: FactorLayout, count: jax.Array, config: Config):
+    """`Scales` of all tensors from per-group ``moments`` that have seen ``count`` >= 1
+    gradients."""
+    channels = len(config.factored_decays)
+    raw_rows = layout.concat([m.rows for m in moments], channels)
+    raw_cols = layout.concat([m.cols for m in moments], channels)
+    s = layout.rows.mean(raw_rows[-1]) * debias(config.factored_decays[-1], count) + TINY
+    inv_root = jax.lax.rsqrt(s)
+    momenta_scale = debias(jnp.asarray(config.momentum_decays), count) * inv_root[:, None]
+    factored = debias(jnp.asarray(config.factored_decays), count)[:, None] / s
+    rows = raw_rows * layout.rows.expand(factored)
+    cols = raw_cols * layout.cols.expand(factored)
+    inv_rows, inv_cols = jax.lax.rsqrt(rows + EPS), jax.lax.rsqrt(cols + EPS)
+    root_mean = jnp.sqrt(layout.blocks.mean(rows))
+    col_scale = inv_cols * jnp.take(root_mean, layout.col_blocks, axis=-1)
+    second_scale = debias(config.second_moment_decay, count) / s
+    return Scales(inv_root, momenta_scale, second_scale, rows, inv_rows, cols, inv_cols, col_scale)
+
+
+def square_means(x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per tensor: ``[n, 6]`` means of the squared row features (rows, then their rsqrt),
+    ``[n, 6]`` of the column features (below rank 2 the rows again), and ``[n, 3]`` means of
+    sqrt, value and log of the slowest row factor."""
+    rows = layout.rows.mean(jnp.square(jnp.concatenate([x.rows, x.inv_rows])))
+    cols = layout.cols.mean(jnp.square(jnp.concatenate([x.cols, x.inv_cols])))
+    cols = jnp.where(layout.is_vector, rows, cols)
+    slow = x.rows[-1]
+    slow = layout.rows.mean(jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + EPS)]))
+    return rows.T, cols.T, slow.T
+
+
+def shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array]:
+    """The factor features' share of every first-layer unit, on the factor vectors.
+
+    Args:
+      w_rows, w_cols: ``[n, 6, H]`` (normalised) first-layer weights of the row and column
+        features; below rank 2, where the column features are the row ones, both apply to rows.
+      bias: ``[n, H]`` first-layer bias, folded into the row share.
+      x: the `Scales`.
+      layout: the `FactorLayout`.
+
+    Returns:
+      ``[H, R]`` and ``[H, C]``: the bias plus sum over features of weight * feature.
+    """
+    w_rows = w_rows + layout.is_vector[:, None, None] * w_cols
+    rows = _weighted(layout.rows, w_rows, jnp.concatenate([x.rows, x.inv_rows]))
+    cols = _weighted(layout.cols, w_cols, jnp.concatenate([x.cols, x.inv_cols]))
+    return rows + layout.rows.expand(bias.T), cols
+
+
+def _weighted(segments: Segments, w: jax.Array, feats: jax.Array) -> jax.Array:
+    """``[H, size]``: per entry, its tensor's ``[F, H]`` weights applied to its ``[F]`` feats."""
+    w = segments.expand(jnp.moveaxis(w, 0, -1))  # [F, H, size]
+    return jnp.sum(w * feats[:, None, :], axis=0)
