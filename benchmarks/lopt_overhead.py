@@ -151,15 +151,20 @@ def build(opt, params, loss_fn):
 
 
 def timed(fn, args):
-    """``(wall s, process CPU s)`` of one call of ``fn(*args)``, and its outputs (the next
-    call's inputs)."""
+    """``(wall s, process CPU s)`` of one call of ``fn(*args)``."""
     wall, cpu = time.perf_counter(), time.process_time()
-    out = jax.block_until_ready(fn(*args))
-    return (time.perf_counter() - wall, time.process_time() - cpu), out
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure_times(built, rounds):
-    """Per optimizer, per-round step and update times (every optimizer once per round)."""
+    """Per optimizer, per-round step and update times (every optimizer once per round).
+
+    Every call starts from the same state: fed its own outputs, a step would keep training on
+    the one fixed batch, and once the model has memorised it the underflowing softmax fills the
+    backward pass with denormal floats, which made the timed work drift with the trajectory
+    (Adam's transformer step slowed to 2x a learned optimizer's step over a run).
+    """
     inputs = {}
     for name, b in built.items():
         upd, _, _ = compile_timed(b["update"], b["grads"], b["state"], b["params"])
@@ -167,13 +172,12 @@ def measure_times(built, rounds):
         inputs[name] = {"step": (b["state"], b["params"]),
                         "update": (b["grads"], b["state"], b["params"])}  # fmt: skip
         for kind in ("step", "update"):  # warm up
-            inputs[name][kind] = jax.block_until_ready(b[kind](*inputs[name][kind]))
+            timed(b[kind], inputs[name][kind])
     times = {name: {"step": [], "update": []} for name in built}
     for _ in range(rounds):
         for kind in ("step", "update"):
             for name, b in built.items():
-                t, inputs[name][kind] = timed(b[kind], inputs[name][kind])
-                times[name][kind].append(t)
+                times[name][kind].append(timed(b[kind], inputs[name][kind]))
     return times
 
 

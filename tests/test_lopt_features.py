@@ -118,3 +118,34 @@ def test_feature_table_is_pinned_to_the_feature_versions():
     )
     with pytest.raises(ValueError, match="no element feature"):
         features.element_index("momentum")
+
+
+def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
+    """All tensors' factors live in concatenated buffers; each group reads back its own, and
+    inv_rows * col_scale is rsqrt of row * col / mean(row) over the last two axes."""
+    shapes = [(5, 6), (5, 6), (3,), (2, 3, 4), ()]
+    keys = jax.random.split(jax.random.key(2), len(shapes))
+    groups = lopt.groups.Groups.from_leaves([jnp.zeros(s) for s in shapes])
+    layout = factors.FactorLayout.from_groups(groups, [jnp.zeros(s) for s in shapes])
+
+    def one(i):  # a tensor's moments after one gradient
+        zero = accumulators.init_moments(shapes[i], CONFIG)
+        return accumulators.update_moments(zero, jax.random.normal(keys[i], shapes[i]), CONFIG)
+
+    moments = [jax.tree.map(lambda *a: jnp.stack(a), *map(one, idx)) for idx in groups.indices]
+    count = jnp.int32(1)
+    slowest = accumulators.debias(CONFIG.factored_decays[-1], count)
+    scales = factors.scales(moments, layout, count, CONFIG)
+    for group, m in enumerate(moments):
+        s = jnp.mean(m.rows[:, -1], axis=tuple(range(1, m.rows.ndim - 1)))  # slowest, per tensor
+        s = s.reshape(-1, *(1,) * (m.rows.ndim - 1)) * slowest + 1e-30
+        factored = accumulators.debias(jnp.asarray(CONFIG.factored_decays), count)
+        rows = m.rows * factored.reshape(1, -1, *(1,) * (m.rows.ndim - 2)) / s
+        np.testing.assert_allclose(layout.group_rows(scales.rows, group), rows, rtol=1e-5)
+        if m.cols is None:
+            assert layout.group_cols(scales.col_scale, group) is None
+            continue
+        cols = m.cols * factored.reshape(1, -1, *(1,) * (m.cols.ndim - 2)) / s
+        estimate = rows * cols / jnp.mean(rows, axis=-2, keepdims=True)
+        inv = layout.group_rows(scales.inv_rows, group) * layout.group_cols(scales.col_scale, group)
+        np.testing.assert_allclose(inv, jax.lax.rsqrt(estimate + 1e-10), rtol=1e-4)

@@ -3,9 +3,12 @@
 The per-element pass needs, per tensor, a few scalars (1 / sqrt(s) and bias corrections) and
 small vectors: the row and column factors of the second moment at 3 decays, their rsqrt, and
 what the MLP's first layer makes of them. Computed tensor by tensor, this small work was most of
-the compiled program (XLA on CPU compiles each kernel separately); here it is computed once for
-all tensors on buffers that concatenate every tensor's factors (`segments.Segments`), so it
-compiles to the same few kernels whatever the model.
+the compiled program (XLA on CPU compiles each kernel separately); here the scales, the factors
+and their statistics are computed once for all tensors on buffers that concatenate every
+tensor's factors (`segments.Segments`), so they compile to the same few kernels whatever the
+model. Only the factor features' share of the MLP (`group_shares`) is one small matmul per
+shape group: written on the concatenated buffers, with a weight gathered per entry, XLA
+materialised the gathered weights and made a transformer's update 2x slower.
 
 Buffers, tensors in group order (`groups.Groups`), each tensor's entries flattened:
   rows: ``[3, R]``: for rank >= 2 the ``prod(S[:-1])`` row factors; below rank 2 the full
@@ -183,34 +186,37 @@ def square_means(x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array,
     """Per tensor: ``[n, 6]`` means of the squared row features (rows, then their rsqrt),
     ``[n, 6]`` of the column features (below rank 2 the rows again), and ``[n, 3]`` means of
     sqrt, value and log of the slowest row factor."""
-    rows = layout.rows.mean(jnp.square(jnp.concatenate([x.rows, x.inv_rows])))
-    cols = layout.cols.mean(jnp.square(jnp.concatenate([x.cols, x.inv_cols])))
+    rows = jnp.concatenate([layout.rows.mean(jnp.square(f)) for f in (x.rows, x.inv_rows)])
+    cols = jnp.concatenate([layout.cols.mean(jnp.square(f)) for f in (x.cols, x.inv_cols)])
     cols = jnp.where(layout.is_vector, rows, cols)
     slow = x.rows[-1]
     slow = layout.rows.mean(jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + EPS)]))
     return rows.T, cols.T, slow.T
 
 
-def shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array]:
-    """The factor features' share of every first-layer unit, on the factor vectors.
+def group_shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout, group: int):
+    """The factor features' share of every first-layer unit, for group ``group``'s tensors,
+    computed on their factor vectors (one batched matmul per group and kind of factor).
 
     Args:
       w_rows, w_cols: ``[n, 6, H]`` (normalised) first-layer weights of the row and column
-        features; below rank 2, where the column features are the row ones, both apply to rows.
+        features of all tensors; below rank 2, where the column features are the row ones, both
+        apply to rows.
       bias: ``[n, H]`` first-layer bias, folded into the row share.
-      x: the `Scales`.
+      x: the `Scales` of all tensors.
       layout: the `FactorLayout`.
+      group: which group.
 
     Returns:
-      ``[H, R]`` and ``[H, C]``: the bias plus sum over features of weight * feature.
+      ``[k, H, *row shape]``: the bias plus the row features' share, and ``[k, H, *column
+      shape]``: the column features' share (None below rank 2); both broadcast to the tensors.
     """
-    w_rows = w_rows + layout.is_vector[:, None, None] * w_cols
-    rows = _weighted(layout.rows, w_rows, jnp.concatenate([x.rows, x.inv_rows]))
-    cols = _weighted(layout.cols, w_cols, jnp.concatenate([x.cols, x.inv_cols]))
-    return rows + layout.rows.expand(bias.T), cols
-
-
-def _weighted(segments: Segments, w: jax.Array, feats: jax.Array) -> jax.Array:
-    """``[H, size]``: per entry, its tensor's ``[F, H]`` weights applied to its ``[F]`` feats."""
-    w = segments.expand(jnp.moveaxis(w, 0, -1))  # [F, H, size]
-    return jnp.sum(w * feats[:, None, :], axis=0)
+    w_rows, w_cols, bias = (layout.group_slice(a, group) for a in (w_rows, w_cols, bias))
+    rows = layout.group_rows(jnp.concatenate([x.rows, x.inv_rows]), group)
+    cols = layout.group_cols(jnp.concatenate([x.cols, x.inv_cols]), group)
+    if cols is None:
+        w_rows = w_rows + w_cols
+    row_share = jnp.einsum("kfh,kf...->kh...", w_rows, rows)
+    row_share = row_share + bias.reshape(*bias.shape, *(1,) * (rows.ndim - 2))
+    col_share = None if cols is None else jnp.einsum("kfh,kf...->kh...", w_cols, cols)
+    return row_share, col_share

@@ -185,7 +185,7 @@ def group_inputs(
 def element_features(x: ElementInputs) -> list[jax.Array]:
     """The `PER_ELEMENT_FEATURES` of the per-parameter MLP (before RMS normalisation), in
     table order, each broadcastable to S. (The row and column features act through
-    `factors.shares`, on the factor vectors.)
+    `factors.group_shares`, on the factor vectors.)
 
     Only one transcendental per element (rsqrt of the second moment): the factored ones are
     products of rsqrts of the small row and column vectors.

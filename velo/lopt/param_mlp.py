@@ -101,7 +101,7 @@ def apply(weights: MLPWeights, feats: list[jax.Array], row_share, col_share) -> 
         the factor features are not read: the shares carry their contribution.
       feats: the tensor's `features.element_features`, each broadcastable to its shape.
       row_share: ``[H, ...]`` first-layer bias plus the row features' share
-        (`factors.shares`), broadcastable to the tensor's shape.
+        (`factors.group_shares`), broadcastable to the tensor's shape.
       col_share: ``[H, ...]`` the column features' share, or None (rank < 2).
 
     Returns:

@@ -142,10 +142,7 @@ def scale_by_lopt(
         )
         bank = param_mlp.MLPWeights(**meta_params["bank"])
         weights = param_mlp.normalise(param_mlp.mix(bank, logits), feature_rms)
-        w1 = weights.w1
-        row_share, col_share = factors.shares(
-            w1[:, ROW_FEATURES], w1[:, COL_FEATURES], weights.b1, scales, layout
-        )
+        factor_weights = (weights.w1[:, ROW_FEATURES], weights.w1[:, COL_FEATURES], weights.b1)
         steps = learning_rate * rule.tensor_steps(step_output, state.count, num_steps, config)
         # 4. Per-element rule.
         element = functools.partial(_element_update, rule, config, weight_decay)
@@ -154,7 +151,7 @@ def scale_by_lopt(
             per_tensor = jax.tree.map(
                 lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
             )
-            shares = (layout.group_rows(row_share, i), layout.group_cols(col_share, i))
+            shares = factors.group_shares(*factor_weights, scales, layout, i)
             out.append(jax.vmap(element)(per_tensor, state.init_rms[i], x, shares))
         new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
         return treedef.unflatten(groups.unstack(out, leaves)), new_state
