@@ -77,7 +77,7 @@ class Layout:
         raise KeyError(f"no block {name!r} in {[b for b, _ in self.blocks]}")
 
 
-# `tensor_summary`: means over (a sample of) the tensor, of the factor vectors, and static facts.
+# `summaries`: means over (a sample of) the tensor, of the factor vectors, and static facts.
 SUMMARY = Layout(
     (
         ("mean_p", 1),
@@ -230,7 +230,7 @@ def summaries(means: jax.Array, x: Scales, layout: FactorLayout) -> jax.Array:
 
 
 def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """From ``[..., SUMMARY_SIZE]`` summaries (`tensor_summary`):
+    """From ``[..., SUMMARY_SIZE]`` summaries (`summaries`):
 
     Returns:
       ``[..., NUM_TENSOR_FEATURES]`` LSTM inputs (`TENSOR_FEATURES`) and
