@@ -23,8 +23,8 @@ def observe(p, grads):
     x = jax.tree.map(lambda a: a[0], features.group_inputs(*group, scales, layout, 0))
     summary = features.summaries(features.sample_means(x)[None], scales, layout)
     tensor_feats, rms = (a[0] for a in features.summary_features(summary))
-    rows = layout.group_rows(jnp.concatenate([scales.rows, scales.inv_rows]), 0)[0]
-    cols = layout.group_cols(jnp.concatenate([scales.cols, scales.inv_cols]), 0)
+    row_feats, col_feats = factors.factor_features(scales)
+    rows, cols = layout.group_rows(row_feats, 0)[0], layout.group_cols(col_feats, 0)
     every = [*features.element_features(x), *rows, *(rows if cols is None else cols[0])]
     normalised = [jnp.broadcast_to(f, p.shape) / r for f, r in zip(every, rms, strict=True)]
     return tensor_feats, jnp.stack(normalised)

@@ -22,10 +22,20 @@ from velo.train import train
 NAME = lopt.DEFAULT_CHECKPOINT
 
 
+def load_shipped(name: str):
+    """``(meta_params, config, metadata)`` of the shipped checkpoint ``name``."""
+    assert name in shipped.names(), f"checkpoints/{name} is missing from the package"
+    return lopt.load(shipped.path(name))
+
+
+def trained_with(metadata: dict) -> meta_config.Config:
+    """The meta-training config a checkpoint records, as a `meta_train.config.Config`."""
+    return overrides.apply(meta_config.Config(), metadata["meta_train_config"])
+
+
 @pytest.fixture(scope="module")
 def loaded():
-    assert NAME in shipped.names(), f"checkpoints/{NAME} is missing from the package"
-    return lopt.load(shipped.path(NAME))
+    return load_shipped(NAME)
 
 
 def test_loads_with_the_config_of_the_code(loaded):
@@ -33,8 +43,7 @@ def test_loads_with_the_config_of_the_code(loaded):
     assert config == lopt.preset("small")
     assert lopt.num_meta_params(config) == 45_857
     # Its meta-training config is the `small` preset of this code, field by field.
-    trained_with = overrides.apply(meta_config.Config(), metadata["meta_train_config"])
-    assert trained_with == meta_config.preset("small")
+    assert trained_with(metadata) == meta_config.preset("small")
     assert metadata["generation"] > 0 and metadata["validation"] is not None
 
 

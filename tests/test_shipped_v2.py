@@ -8,12 +8,13 @@ import os
 import numpy as np
 import optax
 import pytest
+from test_lopt_v2 import PROBLEMS, check_stable_at_10x, long_runs
+from test_shipped_checkpoint import load_shipped, trained_with
 
 import tasks
 import velo
 from meta_train import config as meta_config
-from test_lopt_v2 import PROBLEMS, check_stable_at_10x, long_runs
-from velo import lopt, overrides
+from velo import lopt
 from velo.lopt import shipped
 from velo.train import train
 
@@ -22,16 +23,15 @@ NAME = "velo_v2"
 
 @pytest.fixture(scope="module")
 def loaded():
-    assert NAME in shipped.names(), f"checkpoints/{NAME} is missing from the package"
-    return lopt.load(shipped.path(NAME))
+    return load_shipped(NAME)
 
 
 def test_loads_with_the_config_of_the_code_and_its_recipe(loaded):
     meta_params, config, metadata = loaded
     assert config == lopt.preset("v2")
-    trained_with = overrides.apply(meta_config.Config(), metadata["meta_train_config"])
-    assert trained_with == meta_config.preset("base")  # `--preset base` reproduces it
-    assert trained_with.trainable == ("hypernet/step",)
+    recipe = trained_with(metadata)
+    assert recipe == meta_config.preset("base")  # `--preset base` reproduces it
+    assert recipe.trainable == ("hypernet/step",)
     assert metadata["generation"] == 2220
     # Only the step head moved: everything else is init:v2.
     init, _ = lopt.checkpoint.init_checkpoint("init:v2")

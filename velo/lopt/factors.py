@@ -194,7 +194,13 @@ def square_means(x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array,
     return rows.T, cols.T, slow.T
 
 
-def group_shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout, group: int):
+def factor_features(x: Scales) -> tuple[jax.Array, jax.Array]:
+    """The row and column features of the MLP's table on the factor buffers: ``[6, R]``
+    (rows, then their rsqrt) and ``[6, C]`` (the same for columns)."""
+    return jnp.concatenate([x.rows, x.inv_rows]), jnp.concatenate([x.cols, x.inv_cols])
+
+
+def group_shares(w_rows, w_cols, bias, feats, layout: FactorLayout, group: int):
     """The factor features' share of every first-layer unit, for group ``group``'s tensors,
     computed on their factor vectors (one batched matmul per group and kind of factor).
 
@@ -203,7 +209,7 @@ def group_shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout, group: i
         features of all tensors; below rank 2, where the column features are the row ones, both
         apply to rows.
       bias: ``[n, H]`` first-layer bias, folded into the row share.
-      x: the `Scales` of all tensors.
+      feats: the `factor_features` of all tensors.
       layout: the `FactorLayout`.
       group: which group.
 
@@ -212,8 +218,7 @@ def group_shares(w_rows, w_cols, bias, x: Scales, layout: FactorLayout, group: i
       shape]``: the column features' share (None below rank 2); both broadcast to the tensors.
     """
     w_rows, w_cols, bias = (layout.group_slice(a, group) for a in (w_rows, w_cols, bias))
-    rows = layout.group_rows(jnp.concatenate([x.rows, x.inv_rows]), group)
-    cols = layout.group_cols(jnp.concatenate([x.cols, x.inv_cols]), group)
+    rows, cols = layout.group_rows(feats[0], group), layout.group_cols(feats[1], group)
     if cols is None:
         w_rows = w_rows + w_cols
     row_share = jnp.einsum("kfh,kf...->kh...", w_rows, rows)

@@ -143,6 +143,7 @@ def scale_by_lopt(
         bank = param_mlp.MLPWeights(**meta_params["bank"])
         weights = param_mlp.normalise(param_mlp.mix(bank, logits), feature_rms)
         factor_weights = (weights.w1[:, ROW_FEATURES], weights.w1[:, COL_FEATURES], weights.b1)
+        factor_feats = factors.factor_features(scales)
         steps = learning_rate * rule.tensor_steps(step_output, state.count, num_steps, config)
         # 4. Per-element rule.
         element = functools.partial(_element_update, rule, config, weight_decay)
@@ -151,7 +152,7 @@ def scale_by_lopt(
             per_tensor = jax.tree.map(
                 lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
             )
-            shares = factors.group_shares(*factor_weights, scales, layout, i)
+            shares = factors.group_shares(*factor_weights, factor_feats, layout, i)
             out.append(jax.vmap(element)(per_tensor, state.init_rms[i], x, shares))
         new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
         return treedef.unflatten(groups.unstack(out, leaves)), new_state
