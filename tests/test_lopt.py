@@ -111,6 +111,22 @@ def test_presets_and_meta_param_counts():
     assert velo.optax_lopt is lopt.optax_lopt
 
 
+@pytest.mark.parametrize(
+    "dropped, match",
+    [(("grad",), "names no per-element feature.*g_clipped"), (("m1_v",), "passes it through"),
+     (("m1", "g"), "table order"), (("g", "g"), "once")],
+)
+def test_dropped_inputs_are_checked(dropped, match):
+    with pytest.raises(ValueError, match=match):
+        lopt.Config(dropped_inputs=dropped)
+    config = lopt.Config(dropped_inputs=("g", "m3_f3"))
+    assert lopt.Config.from_dict(config.to_dict()) == config
+    bank = lopt.init_meta_params(jax.random.key(0), config)["bank"]["w1"]
+    rows = [lopt.features.element_index(n) for n in config.dropped_inputs]
+    assert not np.any(bank[:, rows]) and np.all(np.any(bank != 0, axis=(0, 2)) == np.isin(
+        np.arange(bank.shape[1]), rows, invert=True))
+
+
 @pytest.fixture(scope="module")
 def seed_runs(meta_params):
     """Seeds 0 and 1 on every rank, in one vmapped program."""

@@ -88,3 +88,22 @@ def test_update_matches_the_record(name):
         assert np.abs(moved).max() > 1e-4, key
         atol = 2e-5 * np.abs(moved).max()
         np.testing.assert_allclose(value - start[key], moved, rtol=0, atol=atol, err_msg=key)
+
+
+def test_dropped_inputs_ignore_their_rows_and_match_zero_rows():
+    """`Config.dropped_inputs` skips features exactly: with their ``w1`` rows zeroed, the full
+    table computes the same update, and with the dropped config the rows are never read."""
+    meta_params, config = lopt.checkpoint.resolve("velo_small", None, None)
+    # p and m2 are also LSTM inputs (their statistics stay); the rest go entirely.
+    dropped = ("g", "g_clipped", "p", "m2", "g_v", "g_f1", "g_f2", "g_f3", "m3_f3")
+    rows = [lopt.features.element_index(n) for n in dropped]
+    w1 = meta_params["bank"]["w1"]
+    zeroed = {**meta_params, "bank": {**meta_params["bank"], "w1": w1.at[:, rows].set(0.0)}}
+    small = dataclasses.replace(config, dropped_inputs=dropped)
+    full = run(dict(meta_params=zeroed, config=config))
+    ignored = run(dict(meta_params=meta_params, config=small))
+    for name, value in run(dict(meta_params=zeroed, config=small)).items():
+        np.testing.assert_allclose(value, full[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_array_equal(ignored[name], value, err_msg=name)
+    unzeroed = run(dict(meta_params=meta_params, config=config))
+    assert not np.allclose(unzeroed["w_a"], full["w_a"], rtol=1e-5, atol=0)

@@ -59,6 +59,10 @@ class Config:
         floor) now (steps are relative, so a weight norm can grow geometrically), or
         ``"initial"``, max(RMS(p at init), floor) (steps are fixed in size after init, so
         norms can grow at most linearly).
+      dropped_inputs: per-element features (`features.PER_ELEMENT_FEATURES`) the MLP does not
+        read: neither they nor their statistics are computed, their ``w1`` rows are ignored
+        (zero at init), and each saves ~8 flops per parameter and step. A checkpoint whose
+        rows of these features are zero computes the same updates with or without them.
     """
 
     lstm_size: int = 64
@@ -83,6 +87,7 @@ class Config:
     orthogonalize: bool = False
     adam_for_vectors: bool = False
     scale_reference: str = "current"
+    dropped_inputs: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("lstm_size", "bank_size", "mlp_hidden", "num_loss_emas"):
@@ -108,6 +113,7 @@ class Config:
             raise ValueError(f"Config.rule must be one of {RULE_NAMES}, got {self.rule!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"Config.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+        _check_dropped_inputs(self.dropped_inputs)
 
     def to_dict(self) -> dict:
         """JSON-ready fields (tuples become lists; an infinite float becomes the string "inf",
@@ -125,6 +131,25 @@ class Config:
                 "upgrade velo or re-save the checkpoint"
             )
         return cls(**{k: _from_json(v) for k, v in fields.items()})
+
+
+def _check_dropped_inputs(dropped: tuple[str, ...]) -> None:
+    if not dropped:
+        return
+    # Imported here (the presets below have none): the feature table's module imports this one.
+    from velo.lopt.features import PER_ELEMENT_FEATURES
+    from velo.lopt.param_mlp import PASS_THROUGH_FEATURE
+
+    unknown = [name for name in dropped if name not in PER_ELEMENT_FEATURES]
+    if unknown:
+        raise ValueError(f"Config.dropped_inputs names no per-element feature: {unknown}; "
+                         f"choose among {', '.join(PER_ELEMENT_FEATURES)}")
+    if PASS_THROUGH_FEATURE in dropped:
+        raise ValueError(f"Config.dropped_inputs cannot drop {PASS_THROUGH_FEATURE!r}: the "
+                         "initial MLP passes it through")
+    if list(dropped) != sorted(set(dropped), key=PER_ELEMENT_FEATURES.index):
+        raise ValueError(f"Config.dropped_inputs must list each feature once, in table order "
+                         f"(`features.PER_ELEMENT_FEATURES`), got {dropped}")
 
 
 def _to_json(value):

@@ -48,6 +48,9 @@ PER_ELEMENT = len(PER_ELEMENT_FEATURES)
 ROW_FEATURES = slice(PER_ELEMENT, PER_ELEMENT + len(ROW_FACTOR_FEATURES))
 COL_FEATURES = slice(ROW_FEATURES.stop, NUM_ELEMENT_FEATURES)
 STATS_SAMPLE = 1 << 15
+# The per-element features whose mean squares the LSTM reads (`summary_features`): their
+# statistics are computed even when the MLP drops them.
+SUMMARISED = ("p", "m1", "m2", "m3")
 MAX_RANK = 4
 
 
@@ -182,9 +185,10 @@ def group_inputs(
     )  # fmt: skip
 
 
-def element_features(x: ElementInputs) -> list[jax.Array]:
+def element_features(x: ElementInputs, dropped: tuple[str, ...] = ()) -> list[jax.Array | None]:
     """The `PER_ELEMENT_FEATURES` of the per-parameter MLP (before RMS normalisation), in
-    table order, each broadcastable to S. (The row and column features act through
+    table order, each broadcastable to S; None for the ``dropped`` ones (`Config.dropped_inputs`),
+    which are then never computed. (The row and column features act through
     `factors.group_shares`, on the factor vectors.)
 
     Only one transcendental per element (rsqrt of the second moment): the factored ones are
@@ -196,21 +200,27 @@ def element_features(x: ElementInputs) -> list[jax.Array]:
     feats += [*(m * r for m in momenta), r, g * r, *(g * f for f in inv_factored)]
     feats += [m * f for m, f in zip(momenta, inv_factored, strict=True)]
     assert len(feats) == PER_ELEMENT, "element_features disagrees with the table"
-    return feats
+    return [None if n in dropped else f for n, f in zip(PER_ELEMENT_FEATURES, feats, strict=True)]
 
 
-def sample_means(x: ElementInputs) -> jax.Array:
+def sample_means(x: ElementInputs, dropped: tuple[str, ...] = ()) -> jax.Array:
     """``[4 + PER_ELEMENT]`` one tensor's means of p, of the momenta and of every squared
-    per-element feature: one variadic reduction over (a sample of) the tensor.
+    per-element feature: one variadic reduction over (a sample of) the tensor. A ``dropped``
+    feature's mean square is not computed but set to 1 (its RMS normalises nothing), unless the
+    LSTM reads it (`SUMMARISED`).
 
     The sample is taken of the inputs, not the features: the full-size features then have a
     single consumer (the elementwise update pass), so XLA fuses them there instead of
     materialising them.
     """
     sample = _sample(x, x.p.shape)
-    channels = [sample.p, *sample.momenta]
-    channels += [jnp.square(f) for f in element_features(sample)]
-    return _means(channels)
+    kept = [i for i, n in enumerate(PER_ELEMENT_FEATURES) if n not in dropped or n in SUMMARISED]
+    feats = element_features(sample)
+    means = _means([sample.p, *sample.momenta, *(jnp.square(feats[i]) for i in kept)])
+    if len(kept) == PER_ELEMENT:
+        return means
+    squares = jnp.ones(PER_ELEMENT, means.dtype).at[np.array(kept)].set(means[4:])
+    return jnp.concatenate([means[:4], squares])
 
 
 def summaries(means: jax.Array, x: Scales, layout: FactorLayout) -> jax.Array:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from velo.lopt.config import Config
-from velo.lopt.features import NUM_ELEMENT_FEATURES, PER_ELEMENT, element_index
+from velo.lopt.features import ELEMENT_FEATURES, NUM_ELEMENT_FEATURES, PER_ELEMENT, element_index
 from velo.lopt.rules import get as get_rule
 
 # Adam's direction (fast momentum over the root second moment): the initial MLP passes it through.
@@ -52,7 +52,8 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
     0 and 1 carry relu(x) and relu(-x); d = h0 - h1) and any other output 0, i.e. a normalised
     Adam-like step.
     Its remaining hidden units get fan-in scaled random input weights and zero output weights, so
-    meta-training can recruit them. Each bank member adds ``init_noise``-scaled noise.
+    meta-training can recruit them. Each bank member adds ``init_noise``-scaled noise. The rows
+    of `Config.dropped_inputs` in ``w1`` are zero.
     """
     f, h, o = NUM_ELEMENT_FEATURES, config.mlp_hidden, get_rule(config).num_outputs
     if h < 2:
@@ -78,7 +79,9 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
         noise = jax.random.normal(k, (config.bank_size, *w.shape)) / math.sqrt(fan_in)
         return (w + config.init_noise * noise).astype(jnp.float32)
 
-    return MLPWeights(*(scatter(k, w) for k, w in zip(keys, base, strict=True)))
+    bank = MLPWeights(*(scatter(k, w) for k, w in zip(keys, base, strict=True)))
+    kept = np.array([name not in config.dropped_inputs for name in ELEMENT_FEATURES], np.float32)
+    return bank._replace(w1=bank.w1 * kept[:, None])
 
 
 def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
@@ -99,7 +102,8 @@ def apply(weights: MLPWeights, feats: list[jax.Array], row_share, col_share) -> 
     Args:
       weights: one `normalise`d MLP (no leading axes). Its first layer's bias and the rows of
         the factor features are not read: the shares carry their contribution.
-      feats: the tensor's `features.element_features`, each broadcastable to its shape.
+      feats: the tensor's `features.element_features`, each broadcastable to its shape (None
+        for a dropped input, whose ``w1`` row is not read).
       row_share: ``[H, ...]`` first-layer bias plus the row features' share
         (`factors.group_shares`), broadcastable to the tensor's shape.
       col_share: ``[H, ...]`` the column features' share, or None (rank < 2).
@@ -116,12 +120,14 @@ def apply(weights: MLPWeights, feats: list[jax.Array], row_share, col_share) -> 
     return [_dense(hidden, weights.w3[:, k], weights.b3[k]) for k in range(weights.w3.shape[1])]
 
 
-def _dense(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
+def _dense(xs: list[jax.Array | None], w: jax.Array, b: jax.Array) -> jax.Array:
+    """``b + sum_i xs[i] * w[i]`` over the inputs that are not None (dropped)."""
     out = b
     for i, x in enumerate(xs):
-        out = out + x * w[i]
+        if x is not None:
+            out = out + x * w[i]
     return out
 
 
-def _unit(xs: list[jax.Array], w: jax.Array, b: jax.Array) -> jax.Array:
+def _unit(xs: list[jax.Array | None], w: jax.Array, b: jax.Array) -> jax.Array:
     return jax.nn.relu(_dense(xs, w, b))

@@ -130,7 +130,8 @@ def scale_by_lopt(
             group_inputs(*t, scales, layout, i)
             for i, t in enumerate(zip(p, g, moments, strict=True))
         ]
-        means = jnp.concatenate([jax.vmap(sample_means)(x) for x in inputs])
+        sample = jax.vmap(functools.partial(sample_means, dropped=config.dropped_inputs))
+        means = jnp.concatenate([sample(x) for x in inputs])
         tensor_feats, feature_rms = summary_features(summaries(means, scales, layout))
         shared = global_features(state.count, num_steps, losses, decays, config)
         # 3. Hypernetwork.
@@ -223,7 +224,7 @@ def _element_update(rule, config, weight_decay, per_tensor, init_rms, x, shares)
     the 10M-parameter transformer's step 1.8x slower).
     """
     weights, feature_rms, step = per_tensor
-    outputs = param_mlp.apply(weights, element_features(x), *shares)
+    outputs = param_mlp.apply(weights, element_features(x, config.dropped_inputs), *shares)
     return rule.tensor_update(outputs, x, feature_rms, init_rms, step, weight_decay, config)
 
 
