@@ -2,8 +2,9 @@
 
 Problems (built here with flax linen): a 1.07M-parameter MLP at batch 128, a ~3.3M-parameter
 transformer LM at 512 tokens a step (batch 8 x 64), and a 38-tensor transformer (compile time
-only). Optimizers: ``optax.adam(1e-3)``, the default checkpoint (velo_small, rule v1), the
-untrained ``init:v2`` (rule v2), and ``init:v2`` with ``orthogonalize=True`` (Newton-Schulz).
+only). Optimizers: ``optax.adam(1e-3)``, the default checkpoint, ``velo_small`` (rule v1, whose
+MLP reads every input), the untrained ``init:v2`` (rule v2), and ``init:v2`` with
+``orthogonalize=True`` (Newton-Schulz).
 
 For each, the jitted train step (forward, backward, update) and the update alone
 (`opt.update` plus `optax.apply_updates` for a fixed gradient) are compiled; compile time is
@@ -113,7 +114,8 @@ def optimizers(num_steps=1000):
     orth = dataclasses.replace(v2, orthogonalize=True)
     return {
         "adam": optax.with_extra_args_support(optax.adam(1e-3)),
-        "velo_small (v1)": lopt.optax_lopt(num_steps),
+        f"{lopt.DEFAULT_CHECKPOINT} (default)": lopt.optax_lopt(num_steps),
+        "velo_small (v1, every input)": lopt.optax_lopt(num_steps, checkpoint="velo_small"),
         "init:v2": lopt.optax_lopt(num_steps, checkpoint="init:v2"),
         "init:v2 orth": lopt.optax_lopt(
             num_steps, meta_params=lopt.init_meta_params(jax.random.key(0), orth), config=orth
@@ -250,11 +252,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--only", nargs="+", choices=sorted(PROBLEMS), default=list(PROBLEMS))
-    parser.add_argument("--optimizers", nargs="+", default=None,
-                        help="a subset of: adam (always included), 'velo_small (v1)', init:v2, "
-                        "'init:v2 orth'")  # fmt: skip
-    args = parser.parse_args(argv)
     opts = optimizers()
+    parser.add_argument("--optimizers", nargs="+", default=None,
+                        help="a subset of (adam is always included): "
+                        + ", ".join(repr(name) for name in opts))  # fmt: skip
+    args = parser.parse_args(argv)
     if args.optimizers:
         unknown = set(args.optimizers) - set(opts)
         if unknown:

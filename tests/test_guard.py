@@ -1,5 +1,6 @@
 """`velo.guard.all_finite`: the finiteness test every optimizer's step guard relies on."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from velo.guard import all_finite
 def test_all_finite_flags_exactly_the_non_finite_trees(dtype, bad):
     # Finite values near the dtype's maximum: their sum overflows, the test must not.
     big = jnp.full((64, 33), jnp.finfo(dtype).max, dtype)
-    tree = {"w": big, "b": jnp.arange(5, dtype=dtype), "step": jnp.int32(3)}
+    float0 = np.zeros((2,), jax.dtypes.float0)  # the gradient of an integer leaf
+    tree = {"w": big, "b": jnp.arange(5, dtype=dtype), "step": jnp.int32(3), "n": float0}
     if bad is not None:
         tree["w"] = tree["w"].at[63, 32].set(bad)
     assert bool(all_finite(tree)) is (bad is None)

@@ -1,10 +1,12 @@
 """The pretrained learned optimizer that ships with velo: it loads, matches the code, is the
-default, has a model card, and beats Adam at its default learning rate on a quick held-out task.
+default, is velo_small without the MLP inputs it drops, has a model card, and beats Adam at its
+default learning rate on a quick held-out task.
 
 The quality gate trains one quick task at its own budget with each optimizer; its cost is compiling
 the learned optimizer's program, which a shorter run would not reduce.
 """
 
+import dataclasses
 import os
 
 import jax
@@ -17,6 +19,7 @@ import velo
 from meta_train import config as meta_config
 from velo import cli, lopt, overrides
 from velo.lopt import shipped
+from velo.lopt.features import PER_ELEMENT_FEATURES, element_index
 from velo.train import train
 
 NAME = lopt.DEFAULT_CHECKPOINT
@@ -40,11 +43,24 @@ def loaded():
 
 def test_loads_with_the_config_of_the_code(loaded):
     meta_params, config, metadata = loaded
-    assert config == lopt.preset("small")
+    # The `small` preset whose per-parameter MLP reads only the Adam direction per element.
+    only_adam = tuple(n for n in PER_ELEMENT_FEATURES if n != "m1_v")
+    assert config == dataclasses.replace(lopt.preset("small"), dropped_inputs=only_adam)
     assert lopt.num_meta_params(config) == 45_857
     # Its meta-training config is the `small` preset of this code, field by field.
     assert trained_with(metadata) == meta_config.preset("small")
     assert metadata["generation"] > 0 and metadata["validation"] is not None
+
+
+def test_is_velo_small_without_its_dropped_inputs(loaded):
+    meta_params, config, _ = loaded
+    small, small_config, _ = load_shipped("velo_small")
+    assert small_config == dataclasses.replace(config, dropped_inputs=()) == lopt.preset("small")
+    rows = [element_index(n) for n in config.dropped_inputs]
+    w1 = small["bank"]["w1"]
+    assert np.all(np.abs(w1[:, rows]).sum(axis=(0, 2)) > 0), "velo_small reads every input"
+    expected = {**small, "bank": {**small["bank"], "w1": w1.at[:, rows].set(0.0)}}
+    jax.tree.map(np.testing.assert_array_equal, meta_params, expected)
 
 
 def test_is_the_default_and_has_a_model_card(loaded):

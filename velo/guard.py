@@ -47,8 +47,15 @@ def all_finite(tree: Any) -> jax.Array:
     float sum is one vectorised pass, where ``all(isfinite(x))`` writes and reduces a boolean
     array: 0.17 ms against 0.29 ms for a 784 x 1024 gradient.
     """
-    leaves = [jnp.isfinite(jnp.sum(jnp.asarray(x) * 0)) for x in jax.tree.leaves(tree)]
+    leaves = [_finite(jnp.asarray(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _finite(x: jax.Array) -> jax.Array:
+    """Boolean scalar: every element of ``x`` is finite (integer, boolean and float0 always)."""
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.array(True)
+    return jnp.isfinite(jnp.sum(x * 0))
 
 
 def skip_nonfinite(

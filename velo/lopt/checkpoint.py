@@ -25,7 +25,7 @@ from velo.lopt.config import DEFAULT_PRESET, Config, preset
 from velo.lopt.init import check_meta_params, init_meta_params, meta_param_shapes
 
 # The shipped checkpoint `optax_lopt` uses when given neither checkpoint= nor meta_params=.
-DEFAULT_CHECKPOINT = "velo_small"
+DEFAULT_CHECKPOINT = "velo_small_lean"
 CONFIG_FILE = "config.json"
 # ``checkpoint="init"`` or ``"init:PRESET"``: the untrained initial meta-parameters of a preset.
 INIT = "init"
