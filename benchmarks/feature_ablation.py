@@ -72,7 +72,7 @@ TAIL = 0.2  # the fraction of the budget whose training loss scores a run
 
 def variants(spec: str) -> dict[str, tuple[str, ...]]:
     """Variant name -> the element features it drops; always led by ``"none"``."""
-    from velo.lopt.features import ELEMENT_FEATURES, PER_ELEMENT_FEATURES, element_index
+    from velo.lopt.features import PER_ELEMENT_FEATURES, element_index
 
     single = {name: (name,) for name in PER_ELEMENT_FEATURES}
     if spec in ("single", "groups", "all"):
@@ -82,20 +82,7 @@ def variants(spec: str) -> dict[str, tuple[str, ...]]:
     for dropped in chosen.values():
         for name in dropped:
             element_index(name)  # raises, naming the known features, on a typo
-    assert set(ELEMENT_FEATURES) >= {n for d in chosen.values() for n in d}
     return {"none": (), **chosen}
-
-
-def ablated(meta_params, dropped: tuple[str, ...]):
-    """``meta_params`` with the ``w1`` rows of the ``dropped`` features zeroed in every bank
-    member (bank ``w1``: ``[K, F, H]``)."""
-    from velo.lopt.features import element_index
-
-    w1 = meta_params["bank"]["w1"]
-    keep = np.ones(w1.shape[1], np.float32)
-    keep[[element_index(n) for n in dropped]] = 0.0
-    bank = {**meta_params["bank"], "w1": w1 * keep[None, :, None]}
-    return {**meta_params, "bank": bank}
 
 
 def task_scores(runner, task, population, seeds: int) -> np.ndarray:
@@ -150,11 +137,12 @@ def main(argv=None) -> int:
     from meta_train.population import Runner
     from velo.lopt import checkpoint as ckpt
     from velo.lopt import optax_lopt
+    from velo.lopt.param_mlp import without_inputs
 
     meta_params, config = ckpt.resolve(args.checkpoint, None, None)
     chosen = variants(args.variants)
     names = list(chosen)
-    members = [ablated(meta_params, chosen[n]) for n in names for _ in range(args.seeds)]
+    members = [without_inputs(meta_params, chosen[n]) for n in names for _ in range(args.seeds)]
     population = jax.tree.map(lambda *xs: jnp.stack(xs), *members)
     learner = Learner(
         f"ablation:{args.checkpoint}",

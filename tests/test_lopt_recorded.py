@@ -96,9 +96,7 @@ def test_dropped_inputs_ignore_their_rows_and_match_zero_rows():
     meta_params, config = lopt.checkpoint.resolve("velo_small", None, None)
     # p and m2 are also LSTM inputs (their statistics stay); the rest go entirely.
     dropped = ("g", "g_clipped", "p", "m2", "g_v", "g_f1", "g_f2", "g_f3", "m3_f3")
-    rows = [lopt.features.element_index(n) for n in dropped]
-    w1 = meta_params["bank"]["w1"]
-    zeroed = {**meta_params, "bank": {**meta_params["bank"], "w1": w1.at[:, rows].set(0.0)}}
+    zeroed = lopt.param_mlp.without_inputs(meta_params, dropped)
     small = dataclasses.replace(config, dropped_inputs=dropped)
     full = run(dict(meta_params=zeroed, config=config))
     ignored = run(dict(meta_params=meta_params, config=small))

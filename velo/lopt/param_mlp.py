@@ -84,6 +84,15 @@ def init_bank(key: jax.Array, config: Config) -> MLPWeights:
     return bank._replace(w1=bank.w1 * kept[:, None])
 
 
+def without_inputs(meta_params: dict, names: tuple[str, ...]) -> dict:
+    """``meta_params`` with the ``w1`` rows of the element features ``names`` zeroed in every
+    bank member (bank ``w1``: ``[K, F, H]``): the MLP then ignores those inputs, and a config
+    with them in `Config.dropped_inputs` computes the same updates without computing them."""
+    rows = [element_index(name) for name in names]
+    bank = meta_params["bank"]
+    return {**meta_params, "bank": {**bank, "w1": bank["w1"].at[:, rows].set(0.0)}}
+
+
 def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
     """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``."""
     coeffs = jax.nn.softmax(logits, axis=-1)
