@@ -42,10 +42,11 @@ def check_float_params(params: Any) -> None:
 def all_finite(tree: Any) -> jax.Array:
     """Boolean scalar: every element of every leaf of ``tree`` is finite.
 
-    Per leaf, ``isfinite(sum(x * 0))``: ``x * 0`` is exactly zero where ``x`` is finite and NaN
+    Per leaf, ``isfinite(sum(x - x))``: ``x - x`` is exactly zero where ``x`` is finite and NaN
     where it is infinite or NaN, so the sum is finite exactly when every element is. On XLA CPU a
     float sum is one vectorised pass, where ``all(isfinite(x))`` writes and reduces a boolean
-    array: 0.17 ms against 0.29 ms for a 784 x 1024 gradient.
+    array: 0.17 ms against 0.29 ms for a 784 x 1024 gradient. (``x * 0`` gives the same answer,
+    but inside a large program XLA shared its broadcast zero and wrote it out at full size.)
     """
     leaves = [_finite(jnp.asarray(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
@@ -55,7 +56,7 @@ def _finite(x: jax.Array) -> jax.Array:
     """Boolean scalar: every element of ``x`` is finite (integer, boolean and float0 always)."""
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         return jnp.array(True)
-    return jnp.isfinite(jnp.sum(x * 0))
+    return jnp.isfinite(jnp.sum(x - x))
 
 
 def skip_nonfinite(

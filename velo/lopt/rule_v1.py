@@ -20,6 +20,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from velo.lopt import fastmath
 from velo.lopt.config import Config
 from velo.lopt.features import ElementInputs, element_index
 from velo.lopt.rule import Rule
@@ -46,7 +47,7 @@ def tensor_update(
     """``-step * (clip(d * exp(mag_mult * m)) * max(RMS(p), floor) + weight_decay * p)``."""
     del init_rms
     d, m = outputs
-    magnitude = jnp.exp(jnp.minimum(config.mag_mult * m, _MAX_LOG_MAGNITUDE))
+    magnitude = fastmath.exp(jnp.minimum(config.mag_mult * m, _MAX_LOG_MAGNITUDE))
     direction = jnp.clip(d * magnitude, -config.max_direction, config.max_direction)
     scale = jnp.maximum(feature_rms[element_index("p")], config.param_scale_floor)
     return -step * (direction * scale + weight_decay * x.p)
