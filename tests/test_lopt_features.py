@@ -11,16 +11,23 @@ from velo.lopt import accumulators, factors, features, loss_buffer
 CONFIG = lopt.preset("tiny")
 
 
-def observe(p, grads):
-    """LSTM features and all RMS-normalised MLP features (the row and column ones broadcast
-    from their factors) of ``p`` after the gradients ``grads``."""
+def element_inputs(p, grads):
+    """`features.ElementInputs` of ``p`` after the gradients ``grads``, its `Scales` and
+    `FactorLayout` (a group of one tensor)."""
     moments = accumulators.init_moments(p.shape, CONFIG)
     for g in grads:
         moments = accumulators.update_moments(moments, g, CONFIG)
-    group = jax.tree.map(lambda a: a[None], (p, grads[-1], moments))  # a group of one tensor
+    group = jax.tree.map(lambda a: a[None], (p, grads[-1], moments))
     layout = factors.FactorLayout((p.shape,), (1,))
     scales = factors.scales([group[2]], layout, jnp.int32(len(grads)), CONFIG)
     x = jax.tree.map(lambda a: a[0], features.group_inputs(*group, scales, layout, 0))
+    return x, scales, layout
+
+
+def observe(p, grads):
+    """LSTM features and all RMS-normalised MLP features (the row and column ones broadcast
+    from their factors) of ``p`` after the gradients ``grads``."""
+    x, scales, layout = element_inputs(p, grads)
     summary = features.summaries(features.sample_means(x)[None], scales, layout)
     tensor_feats, rms = (a[0] for a in features.summary_features(summary))
     row_feats, col_feats = factors.factor_features(scales)
@@ -53,6 +60,47 @@ def test_large_tensor_statistics_use_a_fixed_sample():
     # The sampled RMS of p is close to the exact one; the p features are mean/variance ratios.
     np.testing.assert_allclose(tensor_feats[1], 1.0, atol=0.02)  # var(p) / mean(p^2), mean 0
     assert np.isfinite(rms).all()
+
+
+@pytest.mark.parametrize("kind", lopt.config.STATS_SAMPLES)
+def test_sample_positions(kind):
+    """Which elements each `Config.stats_sample` reads: all of a small tensor; of a large one,
+    about `STATS_SAMPLE` spread over the whole tensor, in contiguous blocks for "blocks"."""
+    x = features.ElementInputs(*(None,) * len(features.ElementInputs._fields))
+    small = jnp.arange(features.STATS_SAMPLE, dtype=jnp.float32).reshape(-1, 64)
+    taken = features._sample(x._replace(p=small), small.shape, kind).p
+    np.testing.assert_array_equal(taken, np.arange(features.STATS_SAMPLE))
+    size = features.STATS_SAMPLE * 24 + 1000
+    taken = np.asarray(features._sample(x._replace(p=jnp.arange(size, dtype=jnp.float32)),
+                                        (size,), kind).p).astype(int)
+    assert abs(len(taken) / features.STATS_SAMPLE - 1) < 0.05
+    assert taken[0] == 0 and taken[-1] > size * 0.95
+    run = features.SAMPLE_BLOCK if kind == "blocks" else 1
+    starts = taken[::run]
+    assert np.all(taken.reshape(-1, run) - starts[:, None] == np.arange(run))  # contiguous runs
+    assert len(set(np.diff(starts))) == 1  # evenly spaced
+
+
+def test_blocks_sample_agrees_with_strided_statistics():
+    """On a tensor without structure, both samples estimate the same statistics."""
+    shape = (features.STATS_SAMPLE // 8, 40)
+    keys = jax.random.split(jax.random.key(3), 3)
+    p = jax.random.normal(keys[0], shape) * 0.1 + 0.02
+    grads = [jax.random.normal(k, shape) * 1e-2 for k in keys[1:]]
+    x, _, _ = element_inputs(p, grads)
+    means = {s: np.asarray(features.sample_means(x, sample=s)) for s in ("strided", "blocks")}
+    strided, blocks = means["strided"], means["blocks"]
+    assert not np.array_equal(strided, blocks)  # different elements...
+    # ...the same means and mean squares, to sampling error; except that of rsqrt_v, a mean of
+    # 1 / v over two gradients, which the few elements with v near 0 dominate.
+    light = [4 + i for i, name in enumerate(features.PER_ELEMENT_FEATURES) if name != "rsqrt_v"]
+    np.testing.assert_allclose(blocks[light], strided[light], rtol=0.05)
+    np.testing.assert_allclose(blocks[:4], strided[:4], atol=0.01)
+
+
+def test_config_rejects_an_unknown_sample():
+    with pytest.raises(ValueError, match="stats_sample must be one of"):
+        lopt.Config(stats_sample="random")
 
 
 def test_loss_features_ignore_shift_and_scale():

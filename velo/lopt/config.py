@@ -17,6 +17,8 @@ import math
 
 # The update rules `Config.rule` may name (`rules.RULES` holds them).
 RULE_NAMES = ("v1", "v2")
+# The element samples `Config.stats_sample` may name.
+STATS_SAMPLES = ("strided", "blocks")
 # The newest rule's feature version (`rules.feature_version` gives any config's).
 FEATURE_VERSION = 2
 
@@ -63,6 +65,11 @@ class Config:
         read: neither they nor their statistics are computed, their ``w1`` rows are ignored
         (zero at init), and each saves ~8 flops per parameter and step. A checkpoint whose
         rows of these features are zero computes the same updates with or without them.
+      stats_sample: which elements of a tensor larger than `features.STATS_SAMPLE` its
+        statistics (LSTM inputs, feature RMS) are computed on: ``"strided"``, every k-th
+        element; ``"blocks"``, evenly spaced runs of `features.SAMPLE_BLOCK` contiguous elements,
+        as many elements in all. The strided sample reads almost every cache line of six
+        full-size arrays; the blocks read a few percent of them.
     """
 
     lstm_size: int = 64
@@ -88,6 +95,7 @@ class Config:
     adam_for_vectors: bool = False
     scale_reference: str = "current"
     dropped_inputs: tuple[str, ...] = ()
+    stats_sample: str = "strided"
 
     def __post_init__(self):
         for name in ("lstm_size", "bank_size", "mlp_hidden", "num_loss_emas"):
@@ -114,6 +122,10 @@ class Config:
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"Config.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
         _check_dropped_inputs(self.dropped_inputs)
+        if self.stats_sample not in STATS_SAMPLES:
+            raise ValueError(
+                f"Config.stats_sample must be one of {STATS_SAMPLES}, got {self.stats_sample!r}"
+            )
 
     def to_dict(self) -> dict:
         """JSON-ready fields (tuples become lists; an infinite float becomes the string "inf",

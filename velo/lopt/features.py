@@ -10,9 +10,10 @@ Cost: the features are recomputed rather than stored (30 floats per parameter wo
 optimizer state). 12 of the 30 are row or column factors: their statistics come from the small
 factor vectors, and the MLP sums their contributions on those vectors (see `param_mlp.apply`).
 The statistics of the other 18 come from one variadic reduction, over every element for tensors
-of up to `STATS_SAMPLE` elements and over a fixed strided sample of that size above: the sample
-bounds the per-tensor cost (XLA on CPU does not fuse 20-odd reductions into one pass) and, being
-fixed, keeps results deterministic and identical sharded or not.
+of up to `STATS_SAMPLE` elements and over a fixed sample of that size above (`Config.stats_sample`
+says which elements): the sample bounds the per-tensor cost (XLA on CPU does not fuse 20-odd
+reductions into one pass) and, being fixed, keeps results deterministic and identical sharded
+or not.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ PER_ELEMENT = len(PER_ELEMENT_FEATURES)
 ROW_FEATURES = slice(PER_ELEMENT, PER_ELEMENT + len(ROW_FACTOR_FEATURES))
 COL_FEATURES = slice(ROW_FEATURES.stop, NUM_ELEMENT_FEATURES)
 STATS_SAMPLE = 1 << 15
+# Contiguous elements per block of the ``"blocks"`` sample (`Config.stats_sample`): 512 bytes.
+SAMPLE_BLOCK = 128
 # The per-element features whose mean squares the LSTM reads (`summary_features`): their
 # statistics are computed even when the MLP drops them.
 SUMMARISED = ("p", "m1", "m2", "m3")
@@ -203,17 +206,19 @@ def element_features(x: ElementInputs, dropped: tuple[str, ...] = ()) -> list[ja
     return [None if n in dropped else f for n, f in zip(PER_ELEMENT_FEATURES, feats, strict=True)]
 
 
-def sample_means(x: ElementInputs, dropped: tuple[str, ...] = ()) -> jax.Array:
+def sample_means(
+    x: ElementInputs, dropped: tuple[str, ...] = (), sample: str = "strided"
+) -> jax.Array:
     """``[4 + PER_ELEMENT]`` one tensor's means of p, of the momenta and of every squared
     per-element feature: one variadic reduction over (a sample of) the tensor. A ``dropped``
     feature's mean square is not computed but set to 1 (its RMS normalises nothing), unless the
-    LSTM reads it (`SUMMARISED`).
+    LSTM reads it (`SUMMARISED`). ``sample`` is `Config.stats_sample`.
 
     The sample is taken of the inputs, not the features: the full-size features then have a
     single consumer (the elementwise update pass), so XLA fuses them there instead of
     materialising them.
     """
-    sample = _sample(x, x.p.shape)
+    sample = _sample(x, x.p.shape, sample)
     kept = [i for i, n in enumerate(PER_ELEMENT_FEATURES) if n not in dropped or n in SUMMARISED]
     feats = element_features(sample)
     means = _means([sample.p, *sample.momenta, *(jnp.square(feats[i]) for i in kept)])
@@ -265,16 +270,21 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.concatenate(list(lstm.values()), axis=-1), jnp.sqrt(squares + TINY)
 
 
-def _sample(x: ElementInputs, shape: tuple[int, ...]) -> ElementInputs:
+def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInputs:
     """Every input flattened over ``shape`` (leading stack axes kept): all elements, or a fixed
-    strided sample of `STATS_SAMPLE` of them for larger tensors."""
+    sample of about `STATS_SAMPLE` of them for larger tensors (`Config.stats_sample` ``kind``):
+    every k-th element, or every k-th block of `SAMPLE_BLOCK`."""
     size = int(np.prod(shape))
-    stride = max(1, size // STATS_SAMPLE)
-    stop = (size // stride) * stride
+    block = SAMPLE_BLOCK if kind == "blocks" and size > STATS_SAMPLE else 1
+    blocks = size // block
+    stride = max(1, blocks // (STATS_SAMPLE // block))
+    stop = (blocks // stride) * stride
 
     def take(a):
         lead = a.shape[: a.ndim - len(shape)]
-        return jnp.broadcast_to(a, (*lead, *shape)).reshape(*lead, -1)[..., :stop:stride]
+        flat = jnp.broadcast_to(a, (*lead, *shape)).reshape(*lead, -1)
+        runs = flat[..., : blocks * block].reshape(*lead, blocks, block)
+        return runs[..., :stop:stride, :].reshape(*lead, -1)
 
     return jax.tree.map(take, x)
 

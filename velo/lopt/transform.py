@@ -130,7 +130,11 @@ def scale_by_lopt(
             group_inputs(*t, scales, layout, i)
             for i, t in enumerate(zip(p, g, moments, strict=True))
         ]
-        sample = jax.vmap(functools.partial(sample_means, dropped=config.dropped_inputs))
+        sample = jax.vmap(
+            functools.partial(
+                sample_means, dropped=config.dropped_inputs, sample=config.stats_sample
+            )
+        )
         means = jnp.concatenate([sample(x) for x in inputs])
         tensor_feats, feature_rms = summary_features(summaries(means, scales, layout))
         shared = global_features(state.count, num_steps, losses, decays, config)
