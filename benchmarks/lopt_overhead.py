@@ -112,15 +112,25 @@ PROBLEMS = {
 def optimizers(num_steps=1000):
     v2 = lopt.preset("v2")
     orth = dataclasses.replace(v2, orthogonalize=True)
+    meta_params, default = lopt.checkpoint.resolve(None, None, None)
+    other = dataclasses.replace(default, stats_sample=_other_sample(default.stats_sample))
     return {
         "adam": optax.with_extra_args_support(optax.adam(1e-3)),
         f"{lopt.DEFAULT_CHECKPOINT} (default)": lopt.optax_lopt(num_steps),
+        f"{lopt.DEFAULT_CHECKPOINT}, {other.stats_sample} sample": lopt.optax_lopt(
+            num_steps, meta_params=meta_params, config=other
+        ),
         "velo_small (v1, every input)": lopt.optax_lopt(num_steps, checkpoint="velo_small"),
         "init:v2": lopt.optax_lopt(num_steps, checkpoint="init:v2"),
         "init:v2 orth": lopt.optax_lopt(
             num_steps, meta_params=lopt.init_meta_params(jax.random.key(0), orth), config=orth
         ),
     }
+
+
+def _other_sample(sample: str) -> str:
+    """The `Config.stats_sample` that is not ``sample``."""
+    return next(s for s in lopt.config.STATS_SAMPLES if s != sample)
 
 
 def compile_timed(fn, *args):

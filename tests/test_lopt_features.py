@@ -79,6 +79,9 @@ def test_sample_positions(kind):
     starts = taken[::run]
     assert np.all(taken.reshape(-1, run) - starts[:, None] == np.arange(run))  # contiguous runs
     assert len(set(np.diff(starts))) == 1  # evenly spaced
+    if kind == "blocks":  # ...and in every column range of a matrix with rows of 4 blocks
+        columns = starts % (4 * features.SAMPLE_BLOCK)
+        assert set(columns) == {k * features.SAMPLE_BLOCK for k in range(4)}
 
 
 def test_blocks_sample_agrees_with_strided_statistics():

@@ -43,9 +43,13 @@ def loaded():
 
 def test_loads_with_the_config_of_the_code(loaded):
     meta_params, config, metadata = loaded
-    # The `small` preset whose per-parameter MLP reads only the Adam direction per element.
+    # The `small` preset whose per-parameter MLP reads only the Adam direction per element,
+    # with the statistics sample that reads contiguous blocks.
     only_adam = tuple(n for n in PER_ELEMENT_FEATURES if n != "m1_v")
-    assert config == dataclasses.replace(lopt.preset("small"), dropped_inputs=only_adam)
+    expected = dataclasses.replace(
+        lopt.preset("small"), dropped_inputs=only_adam, stats_sample="blocks"
+    )
+    assert config == expected
     assert lopt.num_meta_params(config) == 45_857
     # Its meta-training config is the `small` preset of this code, field by field.
     assert trained_with(metadata) == meta_config.preset("small")
@@ -55,7 +59,8 @@ def test_loads_with_the_config_of_the_code(loaded):
 def test_is_velo_small_without_its_dropped_inputs(loaded):
     meta_params, config, _ = loaded
     small, small_config, _ = load_shipped("velo_small")
-    assert small_config == dataclasses.replace(config, dropped_inputs=()) == lopt.preset("small")
+    as_saved = dataclasses.replace(config, dropped_inputs=(), stats_sample="strided")
+    assert small_config == as_saved == lopt.preset("small")
     rows = [element_index(n) for n in config.dropped_inputs]
     w1 = small["bank"]["w1"]
     assert np.all(np.abs(w1[:, rows]).sum(axis=(0, 2)) > 0), "velo_small reads every input"

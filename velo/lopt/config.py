@@ -67,8 +67,8 @@ class Config:
         rows of these features are zero computes the same updates with or without them.
       stats_sample: which elements of a tensor larger than `features.STATS_SAMPLE` its
         statistics (LSTM inputs, feature RMS) are computed on: ``"strided"``, every k-th
-        element; ``"blocks"``, evenly spaced runs of `features.SAMPLE_BLOCK` contiguous elements,
-        as many elements in all. The strided sample reads almost every cache line of six
+        element; ``"blocks"``, every k-th run of `features.SAMPLE_BLOCK` contiguous elements
+        (k odd), about as many elements in all. The strided sample reads almost every cache line of six
         full-size arrays; the blocks read a few percent of them.
     """
 

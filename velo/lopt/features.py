@@ -273,11 +273,15 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInputs:
     """Every input flattened over ``shape`` (leading stack axes kept): all elements, or a fixed
     sample of about `STATS_SAMPLE` of them for larger tensors (`Config.stats_sample` ``kind``):
-    every k-th element, or every k-th block of `SAMPLE_BLOCK`."""
+    every k-th element, or every k-th block of `SAMPLE_BLOCK` for an odd k. (With an even k
+    and rows of a power of two blocks, every block would start in the same column: a
+    1024 x 512 matrix would be sampled in its first 128 columns only.)"""
     size = int(np.prod(shape))
     block = SAMPLE_BLOCK if kind == "blocks" and size > STATS_SAMPLE else 1
     blocks = size // block
     stride = max(1, blocks // (STATS_SAMPLE // block))
+    if block > 1:
+        stride |= 1
     stop = (blocks // stride) * stride
 
     def take(a):
