@@ -68,8 +68,8 @@ class Config:
       stats_sample: which elements of a tensor larger than `features.STATS_SAMPLE` its
         statistics (LSTM inputs, feature RMS) are computed on: ``"strided"``, every k-th
         element; ``"blocks"``, every k-th run of `features.SAMPLE_BLOCK` contiguous elements
-        (k odd), about as many elements in all. The strided sample reads almost every cache line of six
-        full-size arrays; the blocks read a few percent of them.
+        (k odd), about as many elements in all. The strided sample reads almost every cache
+        line of six full-size arrays; the blocks read a few percent of them.
     """
 
     lstm_size: int = 64
