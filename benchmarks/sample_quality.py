@@ -8,7 +8,7 @@ training loss over the last tenth of the run and the test loss, with the per-see
 (other sample / saved).
 
     .venv/bin/python benchmarks/sample_quality.py [--checkpoint velo_small_lean] [--seeds 3]
-        [--sample blocks]
+        [--sample strided]
 """
 
 from __future__ import annotations
@@ -59,10 +59,14 @@ def run(task, steps, checkpoint, sample, seed):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=lopt.DEFAULT_CHECKPOINT)
-    parser.add_argument("--sample", default="blocks", choices=lopt.config.STATS_SAMPLES)
+    parser.add_argument("--sample", default=None, choices=lopt.config.STATS_SAMPLES,
+                        help="the sample to compare with (default: the one the checkpoint does "
+                        "not use)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
     saved = lopt.checkpoint.resolve(args.checkpoint, None, None)[1].stats_sample
+    if args.sample is None:
+        args.sample = next(s for s in lopt.config.STATS_SAMPLES if s != saved)
     print(f"checkpoint {args.checkpoint} (saved sample: {saved}) vs sample {args.sample}\n")
     print("| task | train loss, saved | train loss, other | ratio per seed | test loss, saved "
           "| test loss, other |")
