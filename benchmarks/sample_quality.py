@@ -46,9 +46,8 @@ TASKS = {
 }
 
 
-def run(task, steps, checkpoint, sample, seed):
-    """``(final training loss, test loss)`` of one run."""
-    meta_params, config = lopt.checkpoint.resolve(checkpoint, None, None)
+def run(task, steps, meta_params, config, sample, seed):
+    """``(final training loss, test loss)`` of one run of ``config`` with ``sample``."""
     config = dataclasses.replace(config, stats_sample=sample)
     opt = lopt.optax_lopt(steps, meta_params=meta_params, config=config)
     result = train(task, opt, steps, seed)
@@ -64,7 +63,8 @@ def main(argv=None):
                         "not use)")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args(argv)
-    saved = lopt.checkpoint.resolve(args.checkpoint, None, None)[1].stats_sample
+    meta_params, config = lopt.checkpoint.resolve(args.checkpoint, None, None)
+    saved = config.stats_sample
     if args.sample is None:
         args.sample = next(s for s in lopt.config.STATS_SAMPLES if s != saved)
     print(f"checkpoint {args.checkpoint} (saved sample: {saved}) vs sample {args.sample}\n")
@@ -74,7 +74,7 @@ def main(argv=None):
     for name, (spec, steps) in TASKS.items():
         task = registry.build(spec)
         rows = [
-            [run(task, steps, args.checkpoint, sample, seed) for seed in range(args.seeds)]
+            [run(task, steps, meta_params, config, sample, seed) for seed in range(args.seeds)]
             for sample in (saved, args.sample)
         ]
         (base_train, base_test), (other_train, other_test) = (np.array(r).T for r in rows)
