@@ -206,16 +206,24 @@ def test_sharded_params_match_unsharded(meta_params):
     jax.tree.map(close, states["plain"], states["sharded"])
 
 
-@pytest.mark.parametrize("bad", ["grad_nan", "grad_inf", "loss_nan"])
+@pytest.mark.parametrize(
+    "bad", ["grad_nan", "grad_inf", "bias_nan", "grad_overflow", "loss_nan", "params_nan"]
+)
 def test_non_finite_step_changes_nothing_but_the_skip_count(meta_params, bad):
     params = small_params()
     opt = lopt.optax_lopt(STEPS, meta_params=meta_params, config=TINY)
     loss, grads = jax.value_and_grad(small_loss)(params, 0)
     _, state = jitted_update()(meta_params, grads, opt.init(params), params, loss)
+    # A gradient whose square overflows float32 would make the second moments infinite.
+    value = {"grad_inf": jnp.inf, "grad_overflow": 1e20}.get(bad, jnp.nan)
+    leaf = "b" if bad == "bias_nan" else "w"
     if bad == "loss_nan":
         loss = jnp.float32(jnp.nan)
+    elif bad == "params_nan":  # a broken model: its loss and gradients are NaN too
+        params = dict(params, w=params["w"].at[0, 0].set(jnp.nan))
+        loss, grads = jax.value_and_grad(small_loss)(params, 1)
     else:
-        grads = dict(grads, w=grads["w"].at[3, 2].set(jnp.nan if bad == "grad_nan" else jnp.inf))
+        grads = dict(grads, **{leaf: grads[leaf].at[3].set(value)})
     updates, new_state = jitted_update()(meta_params, grads, state, params, loss)
     assert len(jax.tree.leaves(updates)) == 2
     assert all(not np.any(u) for u in jax.tree.leaves(updates))
@@ -223,6 +231,25 @@ def test_non_finite_step_changes_nothing_but_the_skip_count(meta_params, bad):
     jax.tree.map(
         np.testing.assert_array_equal, new_state._replace(skipped=0), state._replace(skipped=0)
     )
+
+
+def test_guarded_steps_equal_the_unguarded_transform(meta_params):
+    """`optax_lopt` skips non-finite steps by masking its inputs; a finite step is the same
+    computation as `scale_by_lopt`'s (XLA fuses the two programs differently, so the LSTM state
+    may round differently in the last bit)."""
+    params = all_ranks_params()
+    guarded = lopt.optax_lopt(STEPS, meta_params=meta_params, config=TINY)
+    plain = lopt.scale_by_lopt(meta_params, TINY, STEPS)
+    states = {"guarded": guarded.init(params), "plain": plain.init(params)}
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-9)
+    for i in range(3):
+        loss, grads = jax.value_and_grad(all_ranks_loss, allow_int=True)(params, i)
+        u, states["guarded"] = jax.jit(guarded.update)(grads, states["guarded"], params, loss=loss)
+        v, states["plain"] = jax.jit(plain.update)(grads, states["plain"], params, loss=loss)
+        jax.tree.map(close, u, v)
+        params = optax.apply_updates(params, u)
+    jax.tree.map(close, states["guarded"].inner, states["plain"])
+    assert int(states["guarded"].skipped) == 0
 
 
 def test_bf16_params_keep_float32_state(meta_params):

@@ -16,7 +16,7 @@ def element_inputs(p, grads):
     `FactorLayout` (a group of one tensor)."""
     moments = accumulators.init_moments(p.shape, CONFIG)
     for g in grads:
-        moments = accumulators.update_moments(moments, g, CONFIG)
+        moments = accumulators.update_moments(moments, g, accumulators.gradient_squares(g), CONFIG)
     group = jax.tree.map(lambda a: a[None], (p, grads[-1], moments))
     layout = factors.FactorLayout((p.shape,), (1,))
     scales = factors.scales([group[2]], layout, jnp.int32(len(grads)), CONFIG)
@@ -71,8 +71,9 @@ def test_sample_positions(kind):
     taken = features._sample(x._replace(p=small), small.shape, kind).p
     np.testing.assert_array_equal(taken, np.arange(features.STATS_SAMPLE))
     size = features.STATS_SAMPLE * 24 + 1000
-    taken = np.asarray(features._sample(x._replace(p=jnp.arange(size, dtype=jnp.float32)),
-                                        (size,), kind).p).astype(int)
+    taken = np.asarray(
+        features._sample(x._replace(p=jnp.arange(size, dtype=jnp.float32)), (size,), kind).p
+    ).astype(int)
     assert abs(len(taken) / features.STATS_SAMPLE - 1) < 0.05
     assert taken[0] == 0 and taken[-1] > size * 0.95
     run = features.SAMPLE_BLOCK if kind == "blocks" else 1
@@ -181,7 +182,8 @@ def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
 
     def one(i):  # a tensor's moments after one gradient
         zero = accumulators.init_moments(shapes[i], CONFIG)
-        return accumulators.update_moments(zero, jax.random.normal(keys[i], shapes[i]), CONFIG)
+        g = jax.random.normal(keys[i], shapes[i])
+        return accumulators.update_moments(zero, g, accumulators.gradient_squares(g), CONFIG)
 
     moments = [jax.tree.map(lambda *a: jnp.stack(a), *map(one, idx)) for idx in groups.indices]
     count = jnp.int32(1)

@@ -56,21 +56,45 @@ def stacked(values: tuple[float, ...], ndim: int) -> jax.Array:
     return jnp.asarray(values, jnp.float32).reshape(-1, *(1,) * ndim)
 
 
-def _ema(old: jax.Array, new: jax.Array, decay) -> jax.Array:
-    return decay * old + (1.0 - decay) * new
+def _ema(old: jax.Array, new: jax.Array, decay, skip=None) -> jax.Array:
+    """``decay * old + (1 - decay) * new``; ``old`` itself where ``skip`` (decay 1, weight 0)."""
+    weight = 1.0 - decay
+    if skip is not None:
+        decay, weight = jnp.where(skip, 1.0, decay), jnp.where(skip, 0.0, weight)
+    return decay * old + weight * new
 
 
-def update_moments(moments: TensorMoments, g: jax.Array, config: Config) -> TensorMoments:
-    """Fold the float32 gradient ``g`` into every accumulator."""
+def gradient_squares(g: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+    """What the factored moments average, from the float32 gradient ``g`` of shape ``S``.
+
+    Returns:
+      For rank >= 2, ``g**2`` averaged over the last axis, ``[*S[:-1], 1]``, and over axis -2,
+      ``[*S[:-2], 1, S[-1]]``; below rank 2, ``g**2`` itself and None. Every element of ``g``
+      enters a row, so a NaN or an infinity in ``g`` (or a square that overflows float32) makes
+      a row non-finite.
+    """
     g2 = jnp.square(g)
+    if not is_factored(g.shape):
+        return g2, None
+    return jnp.mean(g2, axis=-1, keepdims=True), jnp.mean(g2, axis=-2, keepdims=True)
+
+
+def update_moments(
+    moments: TensorMoments, g: jax.Array, squares, config: Config, skip=None
+) -> TensorMoments:
+    """Fold the float32 gradient ``g`` and its `gradient_squares` ``squares`` into the moments.
+
+    Where the boolean scalar ``skip`` (None: never) is True every decay is taken as 1, so the
+    accumulators come back unchanged provided ``g`` and ``squares`` are finite (`scale_by_lopt`
+    zeroes them); the EMAs of a step that is not skipped are exactly those without ``skip``.
+    """
+    rows, cols = squares
+    ema = functools.partial(_ema, skip=skip)
     factored = stacked(config.factored_decays, g.ndim)
-    momenta = _ema(moments.momenta, g, stacked(config.momentum_decays, g.ndim))
-    second = _ema(moments.second, g2, config.second_moment_decay)
-    if moments.cols is None:
-        return TensorMoments(momenta, second, _ema(moments.rows, g2, factored), None)
-    rows = _ema(moments.rows, jnp.mean(g2, axis=-1, keepdims=True), factored)
-    cols = _ema(moments.cols, jnp.mean(g2, axis=-2, keepdims=True), factored)
-    return TensorMoments(momenta, second, rows, cols)
+    momenta = ema(moments.momenta, g, stacked(config.momentum_decays, g.ndim))
+    second = ema(moments.second, jnp.square(g), config.second_moment_decay)
+    new_cols = None if cols is None else ema(moments.cols, cols, factored)
+    return TensorMoments(momenta, second, ema(moments.rows, rows, factored), new_cols)
 
 
 def debias(decay, count: jax.Array) -> jax.Array:

@@ -15,7 +15,9 @@ One step of `scale_by_lopt`, for a model with n float tensors, reads top to bott
    named by `Config.rule` (`rule_v1.py`, `rule_v2.py`) turns its outputs and the step into the
    update.
 
-Tensors of equal shape and dtype are processed as one stacked group (`groups.py`).
+Tensors of equal shape and dtype are processed as one stacked group (`groups.py`). `optax_lopt`
+also skips steps whose loss or gradient is not finite, as `velo.guard.skip_nonfinite` does, but
+by masking the step's inputs (see `_lopt`).
 Meta-parameters and ``num_steps`` may be JAX tracers: nothing here branches on their values.
 
 References:
@@ -36,7 +38,7 @@ import optax
 from velo import guard
 from velo.lopt import checkpoint as ckpt
 from velo.lopt import factors, param_mlp, rules
-from velo.lopt.accumulators import TensorMoments, init_moments, update_moments
+from velo.lopt.accumulators import TensorMoments, gradient_squares, init_moments, update_moments
 from velo.lopt.config import Config
 from velo.lopt.factors import FactorLayout
 from velo.lopt.features import (
@@ -98,6 +100,82 @@ def scale_by_lopt(
     Returns:
       An `optax.GradientTransformationExtraArgs` with state `ScaleByLOptState`.
     """
+    init_fn, step_fn = _lopt(meta_params, config, num_steps, weight_decay, learning_rate)
+
+    def update_fn(updates, state, params=None, *, loss=None, **extra_args):
+        del extra_args
+        updates, state, _ = step_fn(updates, state, params, loss, guarded=False)
+        return updates, state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def optax_lopt(
+    num_steps,
+    *,
+    checkpoint: str | None = None,
+    meta_params: Any = None,
+    config: Config | None = None,
+    weight_decay=0.0,
+    learning_rate=None,
+) -> optax.GradientTransformationExtraArgs:
+    """The learned optimizer for a run of ``num_steps`` steps; needs no learning rate.
+
+    It is `scale_by_lopt` with the weights of a checkpoint, guarded like
+    `velo.guard.skip_nonfinite`: a step whose loss or gradient is not finite (or whose gradient's
+    square overflows float32, magnitudes above ~1e19) returns zero updates and changes nothing
+    but the state's ``skipped`` count. Its update is ``update(grads, state, params, *, loss)``.
+
+    Args:
+      num_steps: the planned run length (>= 1; may be traced). The optimizer conditions on the
+        fraction of it done and sets its loss-EMA horizons from it; rule v2 also anneals its
+        steps over it.
+      checkpoint: a checkpoint directory (`velo.lopt.save`), a shipped checkpoint's name, or
+        ``"init"`` / ``"init:PRESET"`` for the untrained initial meta-parameters of a preset;
+        by default the shipped `DEFAULT_CHECKPOINT`.
+      meta_params: meta-parameters (may be traced, e.g. a vmapped population); excludes
+        ``checkpoint``.
+      config: the `Config` of ``meta_params``; defaults to the ``"small"`` preset.
+      weight_decay: decoupled decay, ``-step * weight_decay * p`` per step with the tensor's
+        learned step (may be traced).
+      learning_rate: optional multiplier on every step, for users who tune; ``None`` means 1.
+
+    Returns:
+      An `optax.GradientTransformationExtraArgs` with state `LOptState`
+      (``state.inner`` is the `ScaleByLOptState`, ``state.skipped`` counts skipped steps).
+    """
+    learning_rate = 1.0 if learning_rate is None else learning_rate
+    _check_positive("num_steps", num_steps, minimum=1)
+    _check_positive("weight_decay", weight_decay, minimum=0)
+    _check_positive("learning_rate", learning_rate, minimum=0)
+    meta_params, config = ckpt.resolve(checkpoint, meta_params, config)
+    inner_init, step_fn = _lopt(meta_params, config, num_steps, weight_decay, learning_rate)
+
+    def init_fn(params):
+        # Integer, boolean and empty leaves (step counters, masks) are legal and left alone.
+        return LOptState(inner_init(params), jnp.zeros((), jnp.int32))
+
+    def update_fn(updates, state, params=None, *, loss=None, **extra_args):
+        del extra_args
+        updates, inner, finite = step_fn(updates, state.inner, params, loss, guarded=True)
+        return updates, LOptState(inner, state.skipped + (~finite).astype(jnp.int32))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
+    """``(init_fn, step_fn)`` of `scale_by_lopt`, where
+    ``step_fn(grads, state, params, loss, guarded) -> (updates, state, finite)``.
+
+    With ``guarded``, ``finite`` says whether the loss and every gradient element were finite
+    (`_all_finite`). If not, the step runs on zeroed gradients, parameters and loss with every
+    decay taken as 1 and every tensor's step as 0: its updates are zero and the moments come
+    back unchanged; the small rest of the state (count, loss buffer, LSTM carry) is selected.
+    Selecting the full-size updates and moments instead, as `velo.guard.skip_nonfinite` does
+    for any optax transform, made XLA pull the per-tensor factor arrays into every elementwise
+    pass: the 70-tensor transformer's train step took 1.5x as long to compile (BENCHMARKS.md).
+    Without ``guarded``, ``finite`` is None and nothing is masked.
+    """
     rule = rules.get(config)
     hypernet = make_hypernet(config)
 
@@ -110,8 +188,7 @@ def scale_by_lopt(
         init_rms = tuple(_rms_per_tensor(p) for p in groups.stack(leaves))
         return ScaleByLOptState(zero, moments, init_loss_buffer(config), carry, init_rms)
 
-    def update_fn(updates, state, params=None, *, loss=None, **extra_args):
-        del extra_args
+    def step_fn(updates, state, params, loss, guarded):
         _check_call(loss, params)
         grads, treedef = jax.tree.flatten(updates)
         leaves = treedef.flatten_up_to(params)
@@ -119,11 +196,21 @@ def scale_by_lopt(
         layout = FactorLayout.from_groups(groups, leaves)
         count = state.count + 1
         g, p = groups.stack(grads), groups.stack(leaves)
+        loss = jnp.asarray(loss, jnp.float32)
+        squares = [jax.vmap(gradient_squares)(x) for x in g]
+        finite, skip = None, None
+        if guarded:
+            finite = _all_finite(loss, squares)
+            skip = ~finite
+            g, p, squares, loss = jax.tree.map(
+                lambda x: jnp.where(finite, x, 0.0), (g, p, squares, loss)
+            )
 
         # 1. Accumulate.
         decays = loss_decays(num_steps, config)
-        losses = update_loss_buffer(state.loss, jnp.asarray(loss, jnp.float32), state.count, decays)
-        moments = [jax.vmap(_accumulate(config))(*t) for t in zip(state.moments, g, strict=True)]
+        losses = update_loss_buffer(state.loss, loss, state.count, decays)
+        accumulate = functools.partial(update_moments, config=config, skip=skip)
+        moments = [jax.vmap(accumulate)(*t) for t in zip(state.moments, g, squares, strict=True)]
         # 2. Summarise.
         scales = factors.scales(moments, layout, count, config)
         inputs = [
@@ -150,6 +237,14 @@ def scale_by_lopt(
         factor_weights = (weights.w1[:, ROW_FEATURES], weights.w1[:, COL_FEATURES], weights.b1)
         factor_feats = factors.factor_features(scales)
         steps = learning_rate * rule.tensor_steps(step_output, state.count, num_steps, config)
+        if guarded:  # the moments kept themselves (``skip``); the rest is small
+            steps = jnp.where(finite, steps, 0.0)
+            count, losses, carry = jax.tree.map(
+                lambda new, old: jnp.where(finite, new, old),
+                (count, losses, carry),
+                (state.count, state.loss, state.lstm),
+            )
+        new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
         # 4. Per-element rule.
         element = functools.partial(_element_update, rule, config, weight_decay)
         out = []
@@ -159,60 +254,17 @@ def scale_by_lopt(
             )
             shares = factors.group_shares(*factor_weights, factor_feats, layout, i)
             out.append(jax.vmap(element)(per_tensor, state.init_rms[i], x, shares))
-        new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
-        return treedef.unflatten(groups.unstack(out, leaves)), new_state
+        return treedef.unflatten(groups.unstack(out, leaves)), new_state, finite
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def optax_lopt(
-    num_steps,
-    *,
-    checkpoint: str | None = None,
-    meta_params: Any = None,
-    config: Config | None = None,
-    weight_decay=0.0,
-    learning_rate=None,
-) -> optax.GradientTransformationExtraArgs:
-    """The learned optimizer for a run of ``num_steps`` steps; needs no learning rate.
-
-    It is `scale_by_lopt` with the weights of a checkpoint, behind `velo.guard.skip_nonfinite`:
-    a step whose gradient or loss is not finite changes nothing but the state's ``skipped``
-    count. Its update is ``update(grads, state, params, *, loss)``.
-
-    Args:
-      num_steps: the planned run length (>= 1; may be traced). The optimizer conditions on the
-        fraction of it done and sets its loss-EMA horizons from it; rule v2 also anneals its
-        steps over it.
-      checkpoint: a checkpoint directory (`velo.lopt.save`), a shipped checkpoint's name, or
-        ``"init"`` / ``"init:PRESET"`` for the untrained initial meta-parameters of a preset;
-        by default the shipped `DEFAULT_CHECKPOINT`.
-      meta_params: meta-parameters (may be traced, e.g. a vmapped population); excludes
-        ``checkpoint``.
-      config: the `Config` of ``meta_params``; defaults to the ``"small"`` preset.
-      weight_decay: decoupled decay, ``-step * weight_decay * p`` per step with the tensor's
-        learned step (may be traced).
-      learning_rate: optional multiplier on every step, for users who tune; ``None`` means 1.
-
-    Returns:
-      An `optax.GradientTransformationExtraArgs` with state `LOptState`
-      (``state.inner`` is the `ScaleByLOptState`, ``state.skipped`` counts skipped steps).
-    """
-    learning_rate = 1.0 if learning_rate is None else learning_rate
-    _check_positive("num_steps", num_steps, minimum=1)
-    _check_positive("weight_decay", weight_decay, minimum=0)
-    _check_positive("learning_rate", learning_rate, minimum=0)
-    meta_params, config = ckpt.resolve(checkpoint, meta_params, config)
-    inner = scale_by_lopt(
-        meta_params, config, num_steps, weight_decay=weight_decay, learning_rate=learning_rate
-    )
-    # Integer, boolean and empty leaves (step counters, masks) are legal and left alone.
-    return guard.skip_nonfinite(inner, require_float_params=False)
+    return init_fn, step_fn
 
 
-def _accumulate(config: Config):
-    """One tensor: ``(moments, g) -> moments``, the gradient folded in."""
-    return lambda moments, g: update_moments(moments, g, config)
+def _all_finite(loss: jax.Array, squares) -> jax.Array:
+    """Boolean scalar: ``loss`` and every gradient element are finite, read off the gradient's
+    `gradient_squares` (every element enters a row; the max propagates NaN), so no pass over the
+    full gradients is needed."""
+    rows = jnp.concatenate([jnp.ravel(r) for r, _ in squares]) if squares else jnp.zeros(1)
+    return jnp.isfinite(loss) & jnp.isfinite(jnp.max(rows))
 
 
 def _rms_per_tensor(stack: jax.Array) -> jax.Array:
