@@ -1,6 +1,6 @@
 """Does the statistics sample (`Config.stats_sample`) change what a checkpoint does?
 
-The two samples differ only on tensors of more than `features.STATS_SAMPLE` elements, and no
+The two samples differ only on tensors of more than `sampling.STATS_SAMPLE` elements, and no
 held-out task has one, so this trains tasks that do: wide MLPs on digits and MNIST-1D and a
 transformer LM. Each task runs with the checkpoint as saved and with the other sample, from the
 same seeds (same initial weights and minibatches), and the table gives, per task, the mean
@@ -31,7 +31,7 @@ from tasks.spec import TaskSpec  # noqa: E402
 from velo import lopt  # noqa: E402
 from velo.train import train  # noqa: E402
 
-# name -> (spec, steps); every one has tensors above `features.STATS_SAMPLE` elements.
+# name -> (spec, steps); every one has tensors above `sampling.STATS_SAMPLE` elements.
 TASKS = {
     "digits_mlp_1024x2": (
         TaskSpec("mlp", "digits8", {"hidden": [1024, 1024], "activation": "gelu"}, 128), 1000

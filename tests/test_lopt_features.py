@@ -53,7 +53,7 @@ def test_features_ignore_weight_and_gradient_scale(shape):
 
 
 def test_large_tensor_statistics_use_a_fixed_sample():
-    shape = (features.STATS_SAMPLE // 8, 40)  # 5x the sample size
+    shape = (lopt.sampling.STATS_SAMPLE // 8, 40)  # 5x the sample size
     p = jax.random.normal(jax.random.key(0), shape)
     g = jax.random.normal(jax.random.key(1), shape)
     tensor_feats, rms = jax.jit(observe)(p, [g])
@@ -67,27 +67,27 @@ def test_sample_positions(kind):
     """Which elements each `Config.stats_sample` reads: all of a small tensor; of a large one,
     about `STATS_SAMPLE` spread over the whole tensor, in contiguous blocks for "blocks"."""
     x = features.ElementInputs(*(None,) * len(features.ElementInputs._fields))
-    small = jnp.arange(features.STATS_SAMPLE, dtype=jnp.float32).reshape(-1, 64)
+    small = jnp.arange(lopt.sampling.STATS_SAMPLE, dtype=jnp.float32).reshape(-1, 64)
     taken = features._sample(x._replace(p=small), small.shape, kind).p
-    np.testing.assert_array_equal(taken, np.arange(features.STATS_SAMPLE))
-    size = features.STATS_SAMPLE * 24 + 1000
+    np.testing.assert_array_equal(taken, np.arange(lopt.sampling.STATS_SAMPLE))
+    size = lopt.sampling.STATS_SAMPLE * 24 + 1000
     taken = np.asarray(
         features._sample(x._replace(p=jnp.arange(size, dtype=jnp.float32)), (size,), kind).p
     ).astype(int)
-    assert abs(len(taken) / features.STATS_SAMPLE - 1) < 0.05
+    assert abs(len(taken) / lopt.sampling.STATS_SAMPLE - 1) < 0.05
     assert taken[0] == 0 and taken[-1] > size * 0.95
-    run = features.SAMPLE_BLOCK if kind == "blocks" else 1
+    run = lopt.sampling.SAMPLE_BLOCK if kind == "blocks" else 1
     starts = taken[::run]
     assert np.all(taken.reshape(-1, run) - starts[:, None] == np.arange(run))  # contiguous runs
     assert len(set(np.diff(starts))) == 1  # evenly spaced
     if kind == "blocks":  # ...and in every column range of a matrix with rows of 4 blocks
-        columns = starts % (4 * features.SAMPLE_BLOCK)
-        assert set(columns) == {k * features.SAMPLE_BLOCK for k in range(4)}
+        columns = starts % (4 * lopt.sampling.SAMPLE_BLOCK)
+        assert set(columns) == {k * lopt.sampling.SAMPLE_BLOCK for k in range(4)}
 
 
 def test_blocks_sample_agrees_with_strided_statistics():
     """On a tensor without structure, both samples estimate the same statistics."""
-    shape = (features.STATS_SAMPLE // 8, 40)
+    shape = (lopt.sampling.STATS_SAMPLE // 8, 40)
     keys = jax.random.split(jax.random.key(3), 3)
     p = jax.random.normal(keys[0], shape) * 0.1 + 0.02
     grads = [jax.random.normal(k, shape) * 1e-2 for k in keys[1:]]

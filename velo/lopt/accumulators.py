@@ -12,7 +12,22 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from velo.lopt import sampling
 from velo.lopt.config import Config
+
+
+class SampledMomenta(NamedTuple):
+    """Momenta of a tensor of shape ``S`` when the per-parameter MLP reads only the first ``k``
+    per element (`Config.full_momenta`): the others are kept at the statistics sample only
+    (`sampling.take`), where the LSTM's statistics read them, exactly as if kept in full.
+
+    Attributes:
+      full: ``[k, *S]``, EMAs of g at the first ``k`` `Config.momentum_decays`.
+      sampled: ``[3 - k, n]``, EMAs of the ``n`` sampled elements of g at the others.
+    """
+
+    full: jax.Array
+    sampled: jax.Array
 
 
 class TensorMoments(NamedTuple):
@@ -20,7 +35,8 @@ class TensorMoments(NamedTuple):
     on a leading axis, so every kind is updated by one array op (few ops compile fast).
 
     Attributes:
-      momenta: ``[3, *S]``, EMAs of g at `Config.momentum_decays`.
+      momenta: ``[3, *S]``, EMAs of g at `Config.momentum_decays`, or `SampledMomenta`
+        when the per-parameter MLP does not read them all per element.
       second: ``S``, EMA of g**2 at `Config.second_moment_decay`.
       rows: at `Config.factored_decays`: for rank >= 2, ``[3, *S[:-1], 1]``, EMAs of g**2
         averaged over the last axis; below rank 2, ``[3, *S]``, the full EMAs of g**2.
@@ -28,7 +44,7 @@ class TensorMoments(NamedTuple):
         below rank 2, None.
     """
 
-    momenta: jax.Array
+    momenta: jax.Array | SampledMomenta
     second: jax.Array
     rows: jax.Array
     cols: jax.Array | None
@@ -47,7 +63,12 @@ def init_moments(shape: tuple[int, ...], config: Config) -> TensorMoments:
         rows, cols = zeros((n, *shape[:-1], 1)), zeros((n, *shape[:-2], 1, shape[-1]))
     else:
         rows, cols = zeros((n, *shape)), None
-    return TensorMoments(zeros((len(config.momentum_decays), *shape)), zeros(shape), rows, cols)
+    k, decays = config.full_momenta, len(config.momentum_decays)
+    momenta = zeros((decays, *shape))
+    if k < decays:
+        n = sampling.size(shape, config.stats_sample)
+        momenta = SampledMomenta(zeros((k, *shape)), zeros((decays - k, n)))
+    return TensorMoments(momenta, zeros(shape), rows, cols)
 
 
 def stacked(values: tuple[float, ...], ndim: int) -> jax.Array:
@@ -91,10 +112,23 @@ def update_moments(
     rows, cols = squares
     ema = functools.partial(_ema, skip=skip)
     factored = stacked(config.factored_decays, g.ndim)
-    momenta = ema(moments.momenta, g, stacked(config.momentum_decays, g.ndim))
+    momenta = _update_momenta(moments.momenta, g, config, ema)
     second = ema(moments.second, jnp.square(g), config.second_moment_decay)
     new_cols = None if cols is None else ema(moments.cols, cols, factored)
     return TensorMoments(momenta, second, ema(moments.rows, rows, factored), new_cols)
+
+
+def _update_momenta(momenta, g: jax.Array, config: Config, ema):
+    """The momenta (an array or `SampledMomenta`) with ``g`` folded in by ``ema``."""
+    decays = config.momentum_decays
+    if not isinstance(momenta, SampledMomenta):
+        return ema(momenta, g, stacked(decays, g.ndim))
+    k = momenta.full.shape[0]
+    sample = sampling.take(g, g.shape, config.stats_sample)
+    return SampledMomenta(
+        ema(momenta.full, g, stacked(decays[:k], g.ndim)),
+        ema(momenta.sampled, sample, stacked(decays[k:], 1)),
+    )
 
 
 def debias(decay, count: jax.Array) -> jax.Array:

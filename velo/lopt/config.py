@@ -65,9 +65,9 @@ class Config:
         read: neither they nor their statistics are computed, their ``w1`` rows are ignored
         (zero at init), and each saves ~8 flops per parameter and step. A checkpoint whose
         rows of these features are zero computes the same updates with or without them.
-      stats_sample: which elements of a tensor larger than `features.STATS_SAMPLE` its
+      stats_sample: which elements of a tensor larger than `sampling.STATS_SAMPLE` its
         statistics (LSTM inputs, feature RMS) are computed on: ``"strided"``, every k-th
-        element; ``"blocks"``, every k-th run of `features.SAMPLE_BLOCK` contiguous elements
+        element; ``"blocks"``, every k-th run of `sampling.SAMPLE_BLOCK` contiguous elements
         (k odd), about as many elements in all. The strided sample reads almost every cache
         line of six full-size arrays; the blocks read a few percent of them.
     """
@@ -126,6 +126,21 @@ class Config:
             raise ValueError(
                 f"Config.stats_sample must be one of {STATS_SAMPLES}, got {self.stats_sample!r}"
             )
+
+    @property
+    def full_momenta(self) -> int:
+        """How many momenta, fastest first, are kept per element: up to the slowest one that a
+        per-element MLP input reads (rule v2's `adam_for_vectors` reads the fastest). The
+        others are kept at the statistics sample only (`accumulators.SampledMomenta`)."""
+        from velo.lopt.features import PER_ELEMENT_FEATURES
+
+        kept = set(PER_ELEMENT_FEATURES) - set(self.dropped_inputs)
+        read = [
+            i
+            for i in range(1, len(self.momentum_decays) + 1)
+            if {f"m{i}", f"m{i}_v", f"m{i}_f{i}"} & kept or (i == 1 and self.adam_for_vectors)
+        ]
+        return max(read, default=0)
 
     def to_dict(self) -> dict:
         """JSON-ready fields (tuples become lists; an infinite float becomes the string "inf",

@@ -10,8 +10,8 @@ Cost: the features are recomputed rather than stored (30 floats per parameter wo
 optimizer state). 12 of the 30 are row or column factors: their statistics come from the small
 factor vectors, and the MLP sums their contributions on those vectors (see `param_mlp.apply`).
 The statistics of the other 18 come from one variadic reduction, over every element for tensors
-of up to `STATS_SAMPLE` elements and over a fixed sample of that size above (`Config.stats_sample`
-says which elements): the sample bounds the per-tensor cost (XLA on CPU does not fuse 20-odd
+of up to `sampling.STATS_SAMPLE` elements and over a fixed sample of that size above
+(`sampling.py`): the sample bounds the per-tensor cost (XLA on CPU does not fuse 20-odd
 reductions into one pass) and, being fixed, keeps results deterministic and identical sharded
 or not.
 """
@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from velo.lopt.accumulators import TensorMoments
+from velo.lopt import sampling
+from velo.lopt.accumulators import SampledMomenta, TensorMoments
 from velo.lopt.config import Config
 from velo.lopt.factors import EPS, TINY, FactorLayout, Scales, square_means
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, loss_features
@@ -48,9 +49,6 @@ NUM_ELEMENT_FEATURES = len(ELEMENT_FEATURES)
 PER_ELEMENT = len(PER_ELEMENT_FEATURES)
 ROW_FEATURES = slice(PER_ELEMENT, PER_ELEMENT + len(ROW_FACTOR_FEATURES))
 COL_FEATURES = slice(ROW_FEATURES.stop, NUM_ELEMENT_FEATURES)
-STATS_SAMPLE = 1 << 15
-# Contiguous elements per block of the ``"blocks"`` sample (`Config.stats_sample`): 512 bytes.
-SAMPLE_BLOCK = 128
 # The per-element features whose mean squares the LSTM reads (`summary_features`): their
 # statistics are computed even when the MLP drops them.
 SUMMARISED = ("p", "m1", "m2", "m3")
@@ -125,7 +123,7 @@ class ElementInputs(NamedTuple):
     Attributes:
       p: ``S`` parameters.
       raw_g: ``S`` gradient.
-      raw_momenta: ``[3, *S]`` momentum EMAs, not bias-corrected.
+      raw_momenta: ``[3, *S]`` momentum EMAs, not bias-corrected, or their `SampledMomenta`.
       raw_second: ``S`` second-moment EMA, not bias-corrected.
       inv_root: scalar 1 / sqrt(s).
       momenta_scale: ``[3, 1, ...]`` bias correction / sqrt(s) of each momentum.
@@ -152,9 +150,13 @@ class ElementInputs(NamedTuple):
         return self.raw_g * self.inv_root
 
     @property
-    def momenta(self) -> tuple[jax.Array, ...]:
-        """3 x ``S``: bias-corrected momenta / sqrt(s), fast to slow."""
-        return tuple(m * c for m, c in zip(self.raw_momenta, self.momenta_scale, strict=True))
+    def momenta(self) -> tuple[jax.Array | None, ...]:
+        """3 x ``S``: bias-corrected momenta / sqrt(s), fast to slow; None for those kept at
+        the statistics sample only (`SampledMomenta`)."""
+        raw = self.raw_momenta
+        full = raw.full if isinstance(raw, SampledMomenta) else raw
+        scaled = [m * c for m, c in zip(full, self.momenta_scale, strict=False)]
+        return (*scaled, *(None,) * (len(self.momenta_scale) - len(scaled)))
 
     @property
     def second(self) -> jax.Array:
@@ -200,10 +202,18 @@ def element_features(x: ElementInputs, dropped: tuple[str, ...] = ()) -> list[ja
     r = jax.lax.rsqrt(x.second + EPS)
     g, momenta, inv_factored = x.g, x.momenta, x.inv_factored
     feats = [g, jnp.clip(g * r, -1.0, 1.0), x.p, *momenta, x.second]
-    feats += [*(m * r for m in momenta), r, g * r, *(g * f for f in inv_factored)]
-    feats += [m * f for m, f in zip(momenta, inv_factored, strict=True)]
+    feats += [*(_times(m, r) for m in momenta), r, g * r, *(g * f for f in inv_factored)]
+    feats += [_times(m, f) for m, f in zip(momenta, inv_factored, strict=True)]
     assert len(feats) == PER_ELEMENT, "element_features disagrees with the table"
-    return [None if n in dropped else f for n, f in zip(PER_ELEMENT_FEATURES, feats, strict=True)]
+    feats = [None if n in dropped else f for n, f in zip(PER_ELEMENT_FEATURES, feats, strict=True)]
+    missing = [n for n, f in zip(PER_ELEMENT_FEATURES, feats, strict=True) if f is None]
+    assert set(missing) <= set(dropped), f"{missing} read from momenta kept at the sample only"
+    return feats
+
+
+def _times(a: jax.Array | None, b: jax.Array) -> jax.Array | None:
+    """``a * b``, or None for a momentum that is kept at the statistics sample only."""
+    return None if a is None else a * b
 
 
 def sample_means(
@@ -271,26 +281,16 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInputs:
-    """Every input flattened over ``shape`` (leading stack axes kept): all elements, or a fixed
-    sample of about `STATS_SAMPLE` of them for larger tensors (`Config.stats_sample` ``kind``):
-    every k-th element, or every k-th block of `SAMPLE_BLOCK` for an odd k. (With an even k
-    and rows of a power of two blocks, every block would start in the same column: a
-    1024 x 512 matrix would be sampled in its first 128 columns only.)"""
-    size = int(np.prod(shape))
-    block = SAMPLE_BLOCK if kind == "blocks" and size > STATS_SAMPLE else 1
-    blocks = size // block
-    stride = max(1, blocks // (STATS_SAMPLE // block))
-    if block > 1:
-        stride |= 1
-    stop = (blocks // stride) * stride
-
-    def take(a):
-        lead = a.shape[: a.ndim - len(shape)]
-        flat = jnp.broadcast_to(a, (*lead, *shape)).reshape(*lead, -1)
-        runs = flat[..., : blocks * block].reshape(*lead, blocks, block)
-        return runs[..., :stop:stride, :].reshape(*lead, -1)
-
-    return jax.tree.map(take, x)
+    """Every input flattened over ``shape`` (leading stack axes kept) to the statistics sample
+    (`sampling.take`) of ``kind`` (`Config.stats_sample`); momenta kept at the sample only
+    (`SampledMomenta`) already are, and join the others in decay order."""
+    raw = x.raw_momenta
+    taken = jax.tree.map(lambda a: sampling.take(a, shape, kind), x._replace(raw_momenta=None))
+    if isinstance(raw, SampledMomenta):
+        momenta = jnp.concatenate([sampling.take(raw.full, shape, kind), raw.sampled], axis=-2)
+    else:
+        momenta = None if raw is None else sampling.take(raw, shape, kind)
+    return taken._replace(raw_momenta=momenta)
 
 
 def _means(channels: list[jax.Array]) -> jax.Array:
