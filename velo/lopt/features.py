@@ -219,28 +219,37 @@ def _times(a: jax.Array | None, b: jax.Array) -> jax.Array | None:
 def sample_means(
     x: ElementInputs, dropped: tuple[str, ...] = (), sample: str = "strided"
 ) -> jax.Array:
-    """``[4 + PER_ELEMENT]`` one tensor's means of p, of the momenta and of every squared
-    per-element feature: one variadic reduction over (a sample of) the tensor. A ``dropped``
-    feature's mean square is not computed but set to 1 (its RMS normalises nothing), unless the
-    LSTM reads it (`SUMMARISED`). ``sample`` is `Config.stats_sample`.
+    """``[4 + len(measured(dropped))]`` one tensor's means of p, of the momenta and of the
+    squares of its `measured` per-element features: one variadic reduction over (a sample of)
+    the tensor. ``sample`` is `Config.stats_sample`.
 
     The sample is taken of the inputs, not the features: the full-size features then have a
     single consumer (the elementwise update pass), so XLA fuses them there instead of
     materialising them.
     """
     sample = _sample(x, x.p.shape, sample)
-    kept = [i for i, n in enumerate(PER_ELEMENT_FEATURES) if n not in dropped or n in SUMMARISED]
     feats = element_features(sample)
-    means = _means([sample.p, *sample.momenta, *(jnp.square(feats[i]) for i in kept)])
-    if len(kept) == PER_ELEMENT:
-        return means
-    squares = jnp.ones(PER_ELEMENT, means.dtype).at[np.array(kept)].set(means[4:])
-    return jnp.concatenate([means[:4], squares])
+    kept = [feats[PER_ELEMENT_FEATURES.index(n)] for n in measured(dropped)]
+    return _means([sample.p, *sample.momenta, *(jnp.square(f) for f in kept)])
 
 
-def summaries(means: jax.Array, x: Scales, layout: FactorLayout) -> jax.Array:
+def measured(dropped: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The per-element features whose mean squares are computed: all but the ``dropped`` ones
+    the LSTM does not read (`SUMMARISED`)."""
+    return tuple(n for n in PER_ELEMENT_FEATURES if n not in dropped or n in SUMMARISED)
+
+
+def summaries(
+    means: jax.Array, x: Scales, layout: FactorLayout, dropped: tuple[str, ...] = ()
+) -> jax.Array:
     """``[n, SUMMARY_SIZE]`` raw statistics of all tensors (`SUMMARY`), from their
-    ``[n, 4 + PER_ELEMENT]`` `sample_means` and the factors' square means."""
+    ``[n, 4 + len(measured(dropped))]`` `sample_means` and the factors' square means. A dropped
+    feature's mean square is set to 1 (its RMS normalises nothing); this is done here, once for
+    all tensors, rather than per shape group."""
+    kept = [PER_ELEMENT_FEATURES.index(n) for n in measured(dropped)]
+    if len(kept) < PER_ELEMENT:
+        squares = jnp.ones((len(means), PER_ELEMENT), means.dtype).at[:, kept].set(means[:, 4:])
+        means = jnp.concatenate([means[:, :4], squares], axis=1)
     rows, cols, slow = square_means(x, layout)
     ranks = np.minimum([len(s) for s in layout.tensor_shapes], MAX_RANK)
     sizes = [math.prod(s) for s in layout.tensor_shapes]

@@ -223,7 +223,8 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
             )
         )
         means = jnp.concatenate([sample(x) for x in inputs])
-        tensor_feats, feature_rms = summary_features(summaries(means, scales, layout))
+        summary = summaries(means, scales, layout, config.dropped_inputs)
+        tensor_feats, feature_rms = summary_features(summary)
         shared = global_features(state.count, num_steps, losses, decays, config)
         # 3. Hypernetwork.
         lstm_in = jnp.concatenate(
@@ -261,10 +262,11 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
 
 def _all_finite(loss: jax.Array, squares) -> jax.Array:
     """Boolean scalar: ``loss`` and every gradient element are finite, read off the gradient's
-    `gradient_squares` (every element enters a row; the max propagates NaN), so no pass over the
-    full gradients is needed."""
+    `gradient_squares` (every element enters a row; a NaN or infinity there stays one in their
+    sum). One dot product over all tensors' rows, scaled by 1e-30 so that finite rows cannot
+    overflow it: XLA splits a max or sum over concatenated rows into a kernel per shape group."""
     rows = jnp.concatenate([jnp.ravel(r) for r, _ in squares]) if squares else jnp.zeros(1)
-    return jnp.isfinite(loss) & jnp.isfinite(jnp.max(rows))
+    return jnp.isfinite(loss + jnp.dot(rows, jnp.full_like(rows, 1e-30)))
 
 
 def _rms_per_tensor(stack: jax.Array) -> jax.Array:
