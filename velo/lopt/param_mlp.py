@@ -94,9 +94,13 @@ def without_inputs(meta_params: dict, names: tuple[str, ...]) -> dict:
 
 
 def mix(bank: MLPWeights, logits: jax.Array) -> MLPWeights:
-    """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``."""
+    """Per-tensor weights ``[n, ...]`` from the bank ``[K, ...]`` and logits ``[n, K]``: one
+    matrix product for all six arrays (six products compiled to six kernels)."""
     coeffs = jax.nn.softmax(logits, axis=-1)
-    return MLPWeights(*(jnp.tensordot(coeffs, w, axes=1) for w in bank))
+    flat = jnp.concatenate([w.reshape(w.shape[0], -1) for w in bank], axis=1)
+    ends = np.cumsum([math.prod(w.shape[1:]) for w in bank])[:-1]
+    mixed = jnp.split(coeffs @ flat, ends, axis=1)
+    return MLPWeights(*(m.reshape(-1, *w.shape[1:]) for m, w in zip(mixed, bank, strict=True)))
 
 
 def normalise(weights: MLPWeights, feature_rms: jax.Array) -> MLPWeights:
