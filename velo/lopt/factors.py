@@ -186,11 +186,13 @@ def square_means(x: Scales, layout: FactorLayout) -> tuple[jax.Array, jax.Array,
     """Per tensor: ``[n, 6]`` means of the squared row features (rows, then their rsqrt),
     ``[n, 6]`` of the column features (below rank 2 the rows again), and ``[n, 3]`` means of
     sqrt, value and log of the slowest row factor."""
-    rows = jnp.concatenate([layout.rows.mean(jnp.square(f)) for f in (x.rows, x.inv_rows)])
-    cols = jnp.concatenate([layout.cols.mean(jnp.square(f)) for f in (x.cols, x.inv_cols)])
-    cols = jnp.where(layout.is_vector, rows, cols)
     slow = x.rows[-1]
-    slow = layout.rows.mean(jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + EPS)]))
+    # One segment mean per buffer (each is a scatter-add kernel plus transposes).
+    slow = jnp.stack([jnp.sqrt(slow), slow, jnp.log(slow + EPS)])
+    rows = layout.rows.mean(jnp.concatenate([jnp.square(x.rows), jnp.square(x.inv_rows), slow]))
+    rows, slow = rows[:-3], rows[-3:]
+    cols = layout.cols.mean(jnp.concatenate([jnp.square(x.cols), jnp.square(x.inv_cols)]))
+    cols = jnp.where(layout.is_vector, rows, cols)
     return rows.T, cols.T, slow.T
 
 
