@@ -307,6 +307,8 @@ def test_bad_input(meta_params):
         opt.update(params, opt.init(params), params)
     with pytest.raises(ValueError, match="params"):
         opt.update(params, opt.init(params), loss=1.0)
+    with pytest.raises(ValueError, match="no non-empty floating-point leaf"):
+        opt.init({"steps": jnp.arange(3), "empty": jnp.zeros((0, 4))})
     with pytest.raises(ValueError, match="num_steps must be >= 1"):
         lopt.optax_lopt(0, meta_params=meta_params, config=TINY)
     with pytest.raises(ValueError, match="weight_decay"):

@@ -202,3 +202,18 @@ def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
         estimate = rows * cols / jnp.mean(rows, axis=-2, keepdims=True)
         inv = layout.group_rows(scales.inv_rows, group) * layout.group_cols(scales.col_scale, group)
         np.testing.assert_allclose(inv, jax.lax.rsqrt(estimate + 1e-10), rtol=1e-4)
+
+
+def test_all_sample_means_stacks_every_tensors_means_in_group_order():
+    """`all_sample_means` over groups of different sizes (one sampled) equals `sample_means`
+    tensor by tensor, tensors in group order."""
+    shapes = [(3, 5), (lopt.sampling.STATS_SAMPLE // 4, 8)]
+    keys = iter(jax.random.split(jax.random.key(5), 16))
+    tensors = [[element_inputs(jax.random.normal(next(keys), s), [jax.random.normal(next(keys), s)])
+                for _ in range(k)] for s, k in zip(shapes, (2, 1), strict=True)]  # fmt: skip
+    groups = [jax.tree.map(lambda *a: jnp.stack(a), *(x for x, _, _ in t)) for t in tensors]
+    dropped = ("g", "p")
+    means = features.all_sample_means(groups, dropped, "blocks")
+    expected = [features.sample_means(x, dropped, "blocks") for t in tensors for x, _, _ in t]
+    np.testing.assert_allclose(means, np.stack(expected), rtol=1e-6)
+    assert means.shape == (3, 4 + len(features.measured(dropped)))

@@ -227,10 +227,32 @@ def sample_means(
     single consumer (the elementwise update pass), so XLA fuses them there instead of
     materialising them.
     """
+    return jnp.stack(_sample_sums(x, dropped, sample)) / sampling.size(x.p.shape, sample)
+
+
+def all_sample_means(
+    inputs: list[ElementInputs], dropped: tuple[str, ...] = (), sample: str = "strided"
+) -> jax.Array:
+    """``[n, 4 + len(measured(dropped))]`` `sample_means` of every tensor, from the
+    `ElementInputs` of each shape group (leading ``[k]`` axes), tensors in group order.
+
+    The per-tensor sums of all groups are put together by one concatenation: a stack per group
+    compiled to a kernel per group.
+    """
+    sums = [jax.vmap(lambda x: _sample_sums(x, dropped, sample))(x) for x in inputs]
+    sizes = [sampling.size(x.p.shape[1:], sample) for x in inputs]
+    counts = np.repeat(sizes, [len(x.p) for x in inputs]).astype(np.float32)
+    channels = len(sums[0])
+    flat = jnp.concatenate([s[c] for c in range(channels) for s in sums])
+    return flat.reshape(channels, -1).T / counts[:, None]
+
+
+def _sample_sums(x: ElementInputs, dropped: tuple[str, ...], sample: str) -> tuple:
+    """The sums over `sample_means`' sample of one tensor: a tuple of scalars."""
     sample = _sample(x, x.p.shape, sample)
     feats = element_features(sample)
     kept = [feats[PER_ELEMENT_FEATURES.index(n)] for n in measured(dropped)]
-    return _means([sample.p, *sample.momenta, *(jnp.square(f) for f in kept)])
+    return _sums([sample.p, *sample.momenta, *(jnp.square(f) for f in kept)])
 
 
 def measured(dropped: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -302,13 +324,12 @@ def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInput
     return taken._replace(raw_momenta=momenta)
 
 
-def _means(channels: list[jax.Array]) -> jax.Array:
-    """``[len(channels)]`` means of equal-length 1-D arrays, as ONE variadic reduce."""
+def _sums(channels: list[jax.Array]) -> tuple[jax.Array, ...]:
+    """Sums of equal-length 1-D arrays, as ONE variadic reduce."""
     zeros = tuple(jnp.zeros((), jnp.float32) for _ in channels)
-    sums = jax.lax.reduce(
+    return jax.lax.reduce(
         tuple(channels), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)), (0,)
     )
-    return jnp.stack(sums) / max(1, channels[0].shape[0])
 
 
 def _log_ratio(num, den):

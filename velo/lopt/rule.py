@@ -10,6 +10,7 @@ up by `Config.rule` in `rules.py`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -48,3 +49,12 @@ class Rule(NamedTuple):
     step_bias: Callable[[Config], float]
     tensor_steps: TensorSteps
     tensor_update: TensorUpdate
+
+
+def decayed(update: jax.Array, p: jax.Array, weight_decay) -> jax.Array:
+    """``update + weight_decay * p``, or ``update`` itself for a weight decay that is a Python
+    zero (the default): XLA cannot drop ``0 * p`` (it is NaN for an infinite p), so the update
+    would read every parameter for nothing."""
+    if isinstance(weight_decay, numbers.Number) and weight_decay == 0:
+        return update
+    return update + weight_decay * p

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from velo.lopt import fastmath
 from velo.lopt.config import Config
 from velo.lopt.features import ElementInputs, element_index
-from velo.lopt.rule import Rule
+from velo.lopt.rule import Rule, decayed
 
 # exp(mag_mult * m) is capped at exp(10) before the clip, so it cannot overflow to inf * 0.
 _MAX_LOG_MAGNITUDE = 10.0
@@ -50,7 +50,7 @@ def tensor_update(
     magnitude = fastmath.exp(jnp.minimum(config.mag_mult * m, _MAX_LOG_MAGNITUDE))
     direction = jnp.clip(d * magnitude, -config.max_direction, config.max_direction)
     scale = jnp.maximum(feature_rms[element_index("p")], config.param_scale_floor)
-    return -step * (direction * scale + weight_decay * x.p)
+    return -step * decayed(direction * scale, x.p, weight_decay)
 
 
 RULE = Rule(

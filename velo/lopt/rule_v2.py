@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from velo.lopt.config import Config
 from velo.lopt.features import ElementInputs, element_index
-from velo.lopt.rule import Rule
+from velo.lopt.rule import Rule, decayed
 
 # Muon's quintic: coefficients (a, b, c) of X <- a X + b (X X^T) X + c (X X^T)^2 X.
 _NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
@@ -105,7 +105,7 @@ def tensor_update(
     direction = jnp.clip(d, -config.max_direction, config.max_direction)
     rms = feature_rms[element_index("p")] if config.scale_reference == "current" else init_rms
     scale = jnp.maximum(rms, config.param_scale_floor)
-    return -step * (direction * scale + weight_decay * x.p)
+    return -step * decayed(direction * scale, x.p, weight_decay)
 
 
 def step_bound(config: Config, learning_rate: float = 1.0) -> float:

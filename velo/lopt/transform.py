@@ -44,10 +44,10 @@ from velo.lopt.factors import FactorLayout
 from velo.lopt.features import (
     COL_FEATURES,
     ROW_FEATURES,
+    all_sample_means,
     element_features,
     global_features,
     group_inputs,
-    sample_means,
     summaries,
     summary_features,
 )
@@ -181,7 +181,7 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
 
     def init_fn(params):
         leaves = jax.tree.leaves(params)
-        groups = Groups.from_leaves(leaves)
+        groups = _trained_groups(leaves)
         moments = groups.zeros(leaves, functools.partial(init_moments, config=config))
         zero = jnp.zeros((), jnp.int32)
         carry = zero_carry(groups.num_tensors, config)
@@ -192,7 +192,7 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
         _check_call(loss, params)
         grads, treedef = jax.tree.flatten(updates)
         leaves = treedef.flatten_up_to(params)
-        groups = Groups.from_leaves(leaves)
+        groups = _trained_groups(leaves)
         layout = FactorLayout.from_groups(groups, leaves)
         count = state.count + 1
         g, p = groups.stack(grads), groups.stack(leaves)
@@ -217,12 +217,7 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
             group_inputs(*t, scales, layout, i)
             for i, t in enumerate(zip(p, g, moments, strict=True))
         ]
-        sample = jax.vmap(
-            functools.partial(
-                sample_means, dropped=config.dropped_inputs, sample=config.stats_sample
-            )
-        )
-        means = jnp.concatenate([sample(x) for x in inputs])
+        means = all_sample_means(inputs, config.dropped_inputs, config.stats_sample)
         summary = summaries(means, scales, layout, config.dropped_inputs)
         tensor_feats, feature_rms = summary_features(summary)
         shared = global_features(state.count, num_steps, losses, decays, config)
@@ -284,6 +279,17 @@ def _element_update(rule, config, weight_decay, per_tensor, init_rms, x, shares)
     weights, feature_rms, step = per_tensor
     outputs = param_mlp.apply(weights, element_features(x, config.dropped_inputs), *shares)
     return rule.tensor_update(outputs, x, feature_rms, init_rms, step, weight_decay, config)
+
+
+def _trained_groups(leaves: list) -> Groups:
+    groups = Groups.from_leaves(leaves)
+    if not groups.indices:
+        raise ValueError(
+            "the learned optimizer found no non-empty floating-point leaf in params to train "
+            f"(leaf dtypes: {sorted({str(jnp.result_type(x)) for x in leaves})}); pass the "
+            "float parameters, or use optax.set_to_zero() for a model with none"
+        )
+    return groups
 
 
 def _check_call(loss, params) -> None:
