@@ -10,8 +10,9 @@ For each, the jitted train step (forward, backward, update) and the update alone
 (`opt.update` plus `optax.apply_updates` for a fixed gradient) are compiled; compile time is
 reported as wall and process CPU seconds (CPU time is steadier on a loaded machine). Run times
 are taken in rounds, every optimizer once per round, and each ratio is the median over rounds
-of velo/adam within the round, so slow drifts in machine load cancel; in brackets, the ratio of
-median process CPU times (the work done, less sensitive to other jobs). Run:
+of velo/adam within the round, so slow drifts in machine load cancel; in square brackets, the
+quartiles of those per-round ratios (how much one run's ratio can be trusted); in round
+brackets, the ratio of median process CPU times (the work done, less sensitive to other jobs). Run:
 
     nice -n 10 .venv/bin/python benchmarks/lopt_overhead.py [--rounds 15] [--only mlp ...]
 """
@@ -217,7 +218,9 @@ def run_problem(key, rounds, opts):
             for kind in ("step", "update"):
                 mine, adam = np.asarray(times[name][kind]), np.asarray(times["adam"][kind])
                 row[f"{kind}_ms"] = 1e3 * float(np.median(mine[:, 0]))
-                row[f"{kind}_ratio"] = float(np.median(mine[:, 0] / adam[:, 0]))
+                ratios = mine[:, 0] / adam[:, 0]
+                row[f"{kind}_ratio"] = float(np.median(ratios))
+                row[f"{kind}_quartiles"] = tuple(float(q) for q in np.percentile(ratios, [25, 75]))
                 row[f"{kind}_cpu_ratio"] = float(np.median(mine[:, 1]) / np.median(adam[:, 1]))
         rows.append(row)
     return rows
@@ -228,7 +231,11 @@ def verdict(value, target):
 
 
 def cpu_verdict(row, kind):
-    return f"{verdict(row[kind + '_ratio'], TARGETS[kind])} ({row[kind + '_cpu_ratio']:.2f}x)"
+    low, high = row[kind + "_quartiles"]
+    return (
+        f"{verdict(row[kind + '_ratio'], TARGETS[kind])} [{low:.2f}, {high:.2f}] "
+        f"({row[kind + '_cpu_ratio']:.2f}x)"
+    )
 
 
 def print_table(rows):
@@ -274,7 +281,7 @@ def main(argv=None):
         opts = {k: v for k, v in opts.items() if k == "adam" or k in args.optimizers}
     print(
         f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s), "
-        f"{args.rounds} rounds; ratios are medians of per-round ratios vs adam"
+        f"{args.rounds} rounds; ratios are medians of per-round ratios vs adam [their quartiles]"
     )
     start = time.perf_counter()
     for key in args.only:
