@@ -127,6 +127,18 @@ def test_loss_features_ignore_shift_and_scale():
     np.testing.assert_array_equal(feats(losses[:2]), 0.0)  # nothing until 3 losses are seen
 
 
+def test_max_min_is_one_reduction_with_jnp_results():
+    """The loss buffer's extremes come from one variadic reduce, equal to jnp's max and min
+    (NaN included)."""
+    a, b = jax.random.normal(jax.random.key(0), (2, 10))
+    top, low, size = loss_buffer._max_min(a, b, jnp.abs(a))
+    assert (top, low, size) == (jnp.max(a), jnp.min(b), jnp.max(jnp.abs(a)))
+    hlo = jax.jit(loss_buffer._max_min).lower(a, b).as_text()
+    assert hlo.count("stablehlo.reduce") == 1
+    assert np.isnan(loss_buffer._max_min(a.at[3].set(jnp.nan), b)[0])
+    assert np.isnan(loss_buffer._max_min(a, b.at[0].set(jnp.nan))[1])
+
+
 def test_progress_features():
     at = [features.progress_features(jnp.int32(t), 100, CONFIG) for t in (0, 50, 100)]
     assert at[0][0] < 0 < at[2][0] and np.all(np.diff(np.stack(at), axis=0) > 0)
