@@ -25,9 +25,9 @@ def validate(meta_params, task_list: list[Task], config: Config, runner: Runner)
 
     Returns:
       ``{task.name: loss, ..., "mean": mean over tasks, "diverged": [task names]}``; the mean is
-      geometric with ``config.validation_geometric`` (`mean`). A task with a diverged (non-finite) run
-      has loss None, and then the mean is None too, so a diverged validation never ranks as
-      best and the log stays standard JSON (no ``Infinity``).
+      geometric with ``config.validation_geometric`` (`mean`). A task with a diverged
+      (non-finite) run has loss None, and then the mean is None too, so a diverged validation
+      never ranks as best and the log stays standard JSON (no ``Infinity``).
     """
     n = config.population
     pop = jax.device_put(

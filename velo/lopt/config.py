@@ -115,12 +115,15 @@ class Config:
                 raise ValueError(f"Config.{name} must be > 0, got {getattr(self, name)}")
         if self.scale_reference not in ("current", "initial"):
             raise ValueError(
-                f"Config.scale_reference must be 'current' or 'initial', got {self.scale_reference!r}"
+                "Config.scale_reference must be 'current' or 'initial', "
+                f"got {self.scale_reference!r}"
             )
         if self.rule not in RULE_NAMES:
             raise ValueError(f"Config.rule must be one of {RULE_NAMES}, got {self.rule!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(f"Config.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
+            raise ValueError(
+                f"Config.warmup_fraction must lie in [0, 1), got {self.warmup_fraction}"
+            )
         _check_dropped_inputs(self.dropped_inputs)
         if self.stats_sample not in STATS_SAMPLES:
             raise ValueError(

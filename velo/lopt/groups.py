@@ -63,9 +63,13 @@ class Groups(NamedTuple):
     def zeros(self, leaves: list[Any], init: Any) -> tuple[Any, ...]:
         """Per group, ``init(shape)`` (a pytree of zero arrays) with a leading group axis."""
         return tuple(
-            jax.tree.map(lambda x, n=len(idx): jnp.zeros((n, *x.shape), x.dtype), init(shape))
-            for idx, shape in ((idx, jnp.shape(leaves[idx[0]])) for idx in self.indices)
+            _stacked_zeros(len(idx), init(jnp.shape(leaves[idx[0]]))) for idx in self.indices
         )
+
+
+def _stacked_zeros(n: int, tree: Any) -> Any:
+    """``tree`` with a leading axis of ``n`` on every array, all zeros."""
+    return jax.tree.map(lambda x: jnp.zeros((n, *x.shape), x.dtype), tree)
 
 
 def _stack(arrays: list[jax.Array]) -> jax.Array:
