@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 
 from meta_train.config import RESUMABLE_FIELDS, Config
 from meta_train.run import Plan, Run
+from velo.lopt.transform import STATE_LAYOUT
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -84,6 +85,7 @@ class RunStore:
             "key": run.key_record(generation),
             "config": run.config.to_dict(),
             "trajectory_start": None if carry is None else carry.start,
+            "inner_layout": None if carry is None else STATE_LAYOUT,
             "metrics": {k: record[k] for k in ("meta_loss", "family_loss", "sigma", "update_norm")
                         if k in record},
             "validation": validation,
@@ -138,9 +140,19 @@ class RunStore:
                 f"PRNG key differ); choose another --out"
             )
         abstract = {"es": jax.tree.map(_abstract, fresh)}
-        carry = None
-        if meta.get("trajectory_start") is not None:
-            carry = estimator.abstract_plan(run, meta["trajectory_start"], fresh)
+        carry, start = None, meta.get("trajectory_start")
+        layout = meta.get("inner_layout", 1)  # checkpoints before the field held layout 1
+        if start is not None and layout != STATE_LAYOUT:
+            warnings.warn(
+                f"checkpoint {step} in {self.out} holds inner training states in the learned "
+                f"optimizer's state layout {layout}, which this velo (layout {STATE_LAYOUT}) "
+                f"cannot read: resuming from its ES state, with the running truncated "
+                f"trajectory started afresh",
+                stacklevel=3,
+            )
+            return restore_part(self.manager, step, "state", abstract)["es"], None
+        if start is not None:
+            carry = estimator.abstract_plan(run, start, fresh)
             abstract["inner"] = tuple(carry.states)
         state = restore(self.manager, step, state=ocp.args.StandardRestore(abstract)).state
         if carry is not None:
@@ -217,11 +229,31 @@ def restore(manager: ocp.CheckpointManager, step: int, **items) -> Any:
     try:
         return manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # orbax raises many types for unreadable or mismatched files
-        raise CorruptCheckpoint(
-            f"cannot restore checkpoint {step} in {manager.directory}: {type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''} -- the checkpoint is corrupted or was "
-            f"written by another config or code version"
-        ) from None
+        raise _corrupt(manager, step, e) from None
+
+
+def restore_part(manager: ocp.CheckpointManager, step: int, item: str, abstract: Any) -> Any:
+    """The part of item ``item`` of ``step`` that ``abstract`` names (a subtree), with
+    `restore`'s error. A checkpointer of its own reads it: a partial restore through the
+    manager would bind the item to another handler than the one that saves it."""
+    path = os.path.join(str(manager.directory), str(step), item)
+    args = ocp.checkpoint_utils.construct_restore_args(abstract)
+    try:
+        with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as checkpointer:
+            return checkpointer.restore(
+                path, args=ocp.args.PyTreeRestore(abstract, restore_args=args, partial_restore=True)
+            )
+    except Exception as e:  # orbax raises many types for unreadable or mismatched files
+        raise _corrupt(manager, step, e) from None
+
+
+def _corrupt(manager: ocp.CheckpointManager, step: int, error: Exception) -> CorruptCheckpoint:
+    detail = str(error).splitlines()[0] if str(error) else ""
+    return CorruptCheckpoint(
+        f"cannot restore checkpoint {step} in {manager.directory}: {type(error).__name__}: "
+        f"{detail} -- the checkpoint is corrupted or was written by another config or code "
+        f"version"
+    )
 
 
 def write_error(out: str, error: Exception, what: str = "a checkpoint") -> ValueError:

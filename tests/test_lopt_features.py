@@ -1,5 +1,7 @@
 """Scale-freeness of the learned optimizer's inputs and the shape of its update."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,14 +16,29 @@ CONFIG = lopt.preset("tiny")
 def element_inputs(p, grads):
     """`features.ElementInputs` of ``p`` after the gradients ``grads``, its `Scales` and
     `FactorLayout` (a group of one tensor)."""
-    moments = accumulators.init_moments(p.shape, CONFIG)
-    for g in grads:
-        moments = accumulators.update_moments(moments, g, accumulators.gradient_squares(g), CONFIG)
-    group = jax.tree.map(lambda a: a[None], (p, grads[-1], moments))
     layout = factors.FactorLayout((p.shape,), (1,))
-    scales = factors.scales([group[2]], layout, jnp.int32(len(grads)), CONFIG)
+    moments, shared = accumulate(layout, [[g[None]] for g in grads])
+    scales = factors.scales(shared, layout, jnp.int32(len(grads)), CONFIG)
+    sampled = layout.group_samples(shared.sampled, 0, CONFIG.stats_sample)
+    group = (p[None], grads[-1][None], moments[0], sampled)
     x = jax.tree.map(lambda a: a[0], features.group_inputs(*group, scales, layout, 0))
     return x, scales, layout
+
+
+def accumulate(layout, steps):
+    """Per-group `TensorMoments` and the `SharedMoments` of the groups of ``layout`` after
+    ``steps``, each a list of per-group ``[k, *shape]`` gradients."""
+    update = jax.vmap(functools.partial(accumulators.update_moments, config=CONFIG))
+    moments = [
+        jax.tree.map(lambda a, k=k: jnp.stack([a] * k), accumulators.init_moments(s, CONFIG))
+        for s, k in zip(layout.shapes, layout.group_sizes, strict=True)
+    ]
+    shared = layout.zero_moments(CONFIG)
+    for g in steps:
+        moments = [update(m, x) for m, x in zip(moments, g, strict=True)]
+        squares = [jax.vmap(accumulators.gradient_squares)(x) for x in g]
+        shared = factors.accumulate(shared, g, squares, layout, CONFIG)
+    return moments, shared
 
 
 def observe(p, grads):
@@ -192,25 +209,28 @@ def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
     groups = lopt.groups.Groups.from_leaves([jnp.zeros(s) for s in shapes])
     layout = factors.FactorLayout.from_groups(groups, [jnp.zeros(s) for s in shapes])
 
-    def one(i):  # a tensor's moments after one gradient
-        zero = accumulators.init_moments(shapes[i], CONFIG)
-        g = jax.random.normal(keys[i], shapes[i])
-        return accumulators.update_moments(zero, g, accumulators.gradient_squares(g), CONFIG)
-
-    moments = [jax.tree.map(lambda *a: jnp.stack(a), *map(one, idx)) for idx in groups.indices]
+    grads = [jnp.stack([jax.random.normal(keys[i], shapes[i]) for i in idx])
+             for idx in groups.indices]  # fmt: skip
+    _, shared = accumulate(layout, [grads])
     count = jnp.int32(1)
     slowest = accumulators.debias(CONFIG.factored_decays[-1], count)
-    scales = factors.scales(moments, layout, count, CONFIG)
-    for group, m in enumerate(moments):
-        s = jnp.mean(m.rows[:, -1], axis=tuple(range(1, m.rows.ndim - 1)))  # slowest, per tensor
-        s = s.reshape(-1, *(1,) * (m.rows.ndim - 1)) * slowest + 1e-30
-        factored = accumulators.debias(jnp.asarray(CONFIG.factored_decays), count)
-        rows = m.rows * factored.reshape(1, -1, *(1,) * (m.rows.ndim - 2)) / s
+    factored = accumulators.debias(jnp.asarray(CONFIG.factored_decays), count)
+    scales = factors.scales(shared, layout, count, CONFIG)
+    for group, g in enumerate(grads):
+        # This group's raw factored EMAs after one gradient, [k, 3, ...].
+        weight = 1.0 - jnp.asarray(CONFIG.factored_decays)
+        raw_rows, raw_cols = (
+            None if x is None else x[:, None] * weight.reshape(-1, *(1,) * (x.ndim - 1))
+            for x in jax.vmap(accumulators.gradient_squares)(g)
+        )
+        s = jnp.mean(raw_rows[:, -1], axis=tuple(range(1, raw_rows.ndim - 1)))  # slowest
+        s = s.reshape(-1, *(1,) * (raw_rows.ndim - 1)) * slowest + 1e-30
+        rows = raw_rows * factored.reshape(1, -1, *(1,) * (raw_rows.ndim - 2)) / s
         np.testing.assert_allclose(layout.group_rows(scales.rows, group), rows, rtol=1e-5)
-        if m.cols is None:
+        if raw_cols is None:
             assert layout.group_cols(scales.col_scale, group) is None
             continue
-        cols = m.cols * factored.reshape(1, -1, *(1,) * (m.cols.ndim - 2)) / s
+        cols = raw_cols * factored.reshape(1, -1, *(1,) * (raw_cols.ndim - 2)) / s
         estimate = rows * cols / jnp.mean(rows, axis=-2, keepdims=True)
         inv = layout.group_rows(scales.inv_rows, group) * layout.group_cols(scales.col_scale, group)
         np.testing.assert_allclose(inv, jax.lax.rsqrt(estimate + 1e-10), rtol=1e-4)

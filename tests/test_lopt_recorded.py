@@ -109,15 +109,16 @@ def test_dropped_inputs_ignore_their_rows_and_match_zero_rows():
 
 def test_momenta_kept_at_the_sample_give_the_same_updates():
     """The default checkpoint's MLP reads only the fastest momentum per element, so the other
-    two are kept at the statistics sample only (`SampledMomenta`): half the state, the same
-    updates as keeping them in full."""
+    two are kept at the statistics sample only (`SharedMoments.sampled`): half the state, the
+    same updates as keeping them in full."""
     meta_params, lean = lopt.checkpoint.resolve(None, None, None)
     assert lean.full_momenta == 1
-    state = lopt.optax_lopt(20, meta_params=meta_params, config=lean).init(model_params())
+    params = model_params()
+    state = lopt.optax_lopt(20, meta_params=meta_params, config=lean).init(params)
     big = [m.momenta for m in state.inner.moments if m.second.shape[1:] == (300, 240)][0]
-    assert isinstance(big, lopt.accumulators.SampledMomenta)
-    n = lopt.sampling.size((300, 240), lean.stats_sample)
-    assert big.full.shape == (1, 1, 300, 240) and big.sampled.shape == (1, 2, n) and n < 72000 // 2
+    assert big.shape == (1, 1, 300, 240)
+    n = sum(lopt.sampling.size(x.shape, lean.stats_sample) for x in jax.tree.leaves(params))
+    assert state.inner.shared.sampled.shape == (2, n) and n < 72000 // 2
     full = dataclasses.replace(lean, dropped_inputs=("g",))
     assert full.full_momenta == 3
     zeroed = lopt.param_mlp.without_inputs(meta_params, lean.dropped_inputs)

@@ -23,6 +23,7 @@ from meta_train.log import read as read_log
 from meta_train.loop import meta_train
 from tasks import Task
 from velo import cli, overrides
+from velo.lopt.transform import STATE_LAYOUT
 
 # Test-sized `tiny`: one task of the tiny distribution, one horizon, one chunk per run. Seed 36
 # draws a 32-dimensional quadratic: one tensor, the learned optimizer's cheapest compile.
@@ -94,6 +95,27 @@ def test_resume_equals_uninterrupted(tmp_path, estimator):
     logs = [[(r["generation"], r["meta_loss"]) for r in read_log(str(tmp_path / d))]
             for d in ("whole", "split")]
     assert logs[0] == logs[1] and len(logs[0]) == 6
+
+
+def test_resume_past_an_optimizer_state_layout_change(tmp_path):
+    """A checkpoint whose truncated-ES inner states have another `STATE_LAYOUT` (here: written
+    before the layout was recorded) resumes from its ES state with a fresh trajectory and a
+    warning; it is not set aside as corrupt."""
+    config = dataclasses.replace(SMALL, estimator="pes", generations=2, validate_every=0,
+                                 horizon_min=100, horizon_max=100)
+    out = str(tmp_path / "run")
+    first = meta_train(config, out)
+    path = os.path.join(out, "checkpoints", "2", "meta", "metadata")
+    with open(path) as f:
+        meta = json.load(f)
+    assert meta["trajectory_start"] == 0 and meta.pop("inner_layout") == STATE_LAYOUT
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    with pytest.warns(UserWarning, match="state layout 1, which this velo"):
+        resumed = meta_train(dataclasses.replace(config, generations=3), out, resume=True)
+    assert resumed.generation == 3 and resumed.records[0]["generation"] == 3
+    assert not any(d.endswith(".corrupt") for d in os.listdir(os.path.join(out, "checkpoints")))
+    assert not np.array_equal(_leaves(first.meta_params)[0], _leaves(resumed.meta_params)[0])
 
 
 def test_one_and_eight_devices_agree(tmp_path):

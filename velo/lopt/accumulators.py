@@ -1,7 +1,9 @@
 """Per-tensor gradient accumulators: momenta, second moment and Adafactor-factored moments.
 
-Everything is float32 whatever the parameter dtype. EMAs are stored raw and bias-corrected when
-read (`debias`), a scalar factor per tensor, so early steps are not dominated by the zero init.
+The full-size accumulators are kept per shape group of tensors (`TensorMoments`), the small
+ones of all tensors on shared buffers (`SharedMoments`). Everything is float32 whatever the
+parameter dtype. EMAs are stored raw and bias-corrected when read (`debias`), a scalar factor
+per tensor, so early steps are not dominated by the zero init.
 """
 
 from __future__ import annotations
@@ -12,42 +14,42 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from velo.lopt import sampling
 from velo.lopt.config import Config
 
 
-class SampledMomenta(NamedTuple):
-    """Momenta of a tensor of shape ``S`` when the per-parameter MLP reads only the first ``k``
-    per element (`Config.full_momenta`): the others are kept at the statistics sample only
-    (`sampling.take`), where the LSTM's statistics read them, exactly as if kept in full.
-
-    Attributes:
-      full: ``[k, *S]``, EMAs of g at the first ``k`` `Config.momentum_decays`.
-      sampled: ``[3 - k, n]``, EMAs of the ``n`` sampled elements of g at the others.
-    """
-
-    full: jax.Array
-    sampled: jax.Array
-
-
 class TensorMoments(NamedTuple):
-    """Accumulators of one parameter tensor of shape ``S``; the 3 decays of each kind are stacked
-    on a leading axis, so every kind is updated by one array op (few ops compile fast).
+    """Full-size accumulators of one parameter tensor of shape ``S``.
 
     Attributes:
-      momenta: ``[3, *S]``, EMAs of g at `Config.momentum_decays`, or `SampledMomenta`
-        when the per-parameter MLP does not read them all per element.
+      momenta: ``[k, *S]``, EMAs of g at the first k = `Config.full_momenta` of
+        `Config.momentum_decays` (stacked, so they are updated by one array op); the others are
+        kept at the statistics sample only (`SharedMoments.sampled`).
       second: ``S``, EMA of g**2 at `Config.second_moment_decay`.
-      rows: at `Config.factored_decays`: for rank >= 2, ``[3, *S[:-1], 1]``, EMAs of g**2
-        averaged over the last axis; below rank 2, ``[3, *S]``, the full EMAs of g**2.
-      cols: for rank >= 2, ``[3, *S[:-2], 1, S[-1]]``, EMAs of g**2 averaged over axis -2;
-        below rank 2, None.
     """
 
-    momenta: jax.Array | SampledMomenta
+    momenta: jax.Array
     second: jax.Array
+
+
+class SharedMoments(NamedTuple):
+    """The small accumulators of every tensor, each kind on one buffer that concatenates all
+    tensors' entries (tensors in group order; `factors.FactorLayout`). XLA on CPU compiles every
+    kernel separately: one EMA per buffer compiles to one kernel whatever the model, where one
+    per tensor group made the EMAs the largest part of a small model's compile time.
+
+    Attributes:
+      rows: ``[3, R]``, EMAs of g**2 at `Config.factored_decays`: for rank >= 2, of g**2
+        averaged over the last axis (``prod(S[:-1])`` entries); below rank 2, of g**2 itself.
+      cols: ``[3, C]``, the same averaged over axis -2 (``prod(S[:-2]) * S[-1]`` entries; none
+        below rank 2); None when no tensor has rank >= 2 (orbax saves no empty array).
+      sampled: ``[3 - k, N]``, EMAs of the statistics sample of g (`sampling.take`, N entries
+        over all tensors) at the momentum decays not kept in full (the LSTM's statistics read
+        them exactly as if they were); None when all are kept in full.
+    """
+
     rows: jax.Array
     cols: jax.Array | None
+    sampled: jax.Array | None
 
 
 def is_factored(shape: tuple[int, ...]) -> bool:
@@ -56,19 +58,20 @@ def is_factored(shape: tuple[int, ...]) -> bool:
 
 
 def init_moments(shape: tuple[int, ...], config: Config) -> TensorMoments:
-    """Zero accumulators for a tensor of ``shape``."""
+    """Zero full-size accumulators for a tensor of ``shape``."""
     zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
-    n = len(config.factored_decays)
-    if is_factored(shape):
-        rows, cols = zeros((n, *shape[:-1], 1)), zeros((n, *shape[:-2], 1, shape[-1]))
-    else:
-        rows, cols = zeros((n, *shape)), None
-    k, decays = config.full_momenta, len(config.momentum_decays)
-    momenta = zeros((decays, *shape))
-    if k < decays:
-        n = sampling.size(shape, config.stats_sample)
-        momenta = SampledMomenta(zeros((k, *shape)), zeros((decays - k, n)))
-    return TensorMoments(momenta, zeros(shape), rows, cols)
+    return TensorMoments(zeros((config.full_momenta, *shape)), zeros(shape))
+
+
+def init_shared(rows: int, cols: int, samples: int, config: Config) -> SharedMoments:
+    """Zero `SharedMoments` with ``rows``, ``cols`` and ``samples`` entries over all tensors."""
+    n, k = len(config.factored_decays), config.full_momenta
+    sampled = len(config.momentum_decays) - k
+    return SharedMoments(
+        jnp.zeros((n, rows), jnp.float32),
+        jnp.zeros((n, cols), jnp.float32) if cols else None,
+        jnp.zeros((sampled, samples), jnp.float32) if sampled else None,
+    )
 
 
 def stacked(values: tuple[float, ...], ndim: int) -> jax.Array:
@@ -101,34 +104,35 @@ def gradient_squares(g: jax.Array) -> tuple[jax.Array, jax.Array | None]:
 
 
 def update_moments(
-    moments: TensorMoments, g: jax.Array, squares, config: Config, skip=None
+    moments: TensorMoments, g: jax.Array, config: Config, skip=None
 ) -> TensorMoments:
-    """Fold the float32 gradient ``g`` and its `gradient_squares` ``squares`` into the moments.
+    """Fold the float32 gradient ``g`` into one tensor's full-size moments.
 
     Where the boolean scalar ``skip`` (None: never) is True every decay is taken as 1, so the
-    accumulators come back unchanged provided ``g`` and ``squares`` are finite (`scale_by_lopt`
-    zeroes them); the EMAs of a step that is not skipped are exactly those without ``skip``.
+    accumulators come back unchanged provided ``g`` is finite (`scale_by_lopt` zeroes it); the
+    EMAs of a step that is not skipped are exactly those without ``skip``.
     """
-    rows, cols = squares
-    ema = functools.partial(_ema, skip=skip)
-    factored = stacked(config.factored_decays, g.ndim)
-    momenta = _update_momenta(moments.momenta, g, config, ema)
-    second = ema(moments.second, jnp.square(g), config.second_moment_decay)
-    new_cols = None if cols is None else ema(moments.cols, cols, factored)
-    return TensorMoments(momenta, second, ema(moments.rows, rows, factored), new_cols)
-
-
-def _update_momenta(momenta, g: jax.Array, config: Config, ema):
-    """The momenta (an array or `SampledMomenta`) with ``g`` folded in by ``ema``."""
-    decays = config.momentum_decays
-    if not isinstance(momenta, SampledMomenta):
-        return ema(momenta, g, stacked(decays, g.ndim))
-    k = momenta.full.shape[0]
-    sample = sampling.take(g, g.shape, config.stats_sample)
-    return SampledMomenta(
-        ema(momenta.full, g, stacked(decays[:k], g.ndim)),
-        ema(momenta.sampled, sample, stacked(decays[k:], 1)),
+    decays = stacked(config.momentum_decays[: config.full_momenta], g.ndim)
+    return TensorMoments(
+        _ema(moments.momenta, g, decays, skip),
+        _ema(moments.second, jnp.square(g), config.second_moment_decay, skip),
     )
+
+
+def update_shared(
+    shared: SharedMoments, rows: jax.Array, cols: jax.Array, sample: jax.Array, config: Config,
+    skip=None,
+) -> SharedMoments:
+    """Fold every tensor's `gradient_squares`, concatenated into ``[R]`` ``rows`` and ``[C]``
+    ``cols``, and its statistics sample of g, concatenated into ``[N]`` ``sample``, into the
+    `SharedMoments` (``skip`` as in `update_moments`)."""
+    factored = stacked(config.factored_decays, 1)
+    sampled = None
+    if shared.sampled is not None:
+        decays = stacked(config.momentum_decays[config.full_momenta :], 1)
+        sampled = _ema(shared.sampled, sample, decays, skip)
+    new_cols = None if shared.cols is None else _ema(shared.cols, cols, factored, skip)
+    return SharedMoments(_ema(shared.rows, rows, factored, skip), new_cols, sampled)
 
 
 def debias(decay, count: jax.Array) -> jax.Array:

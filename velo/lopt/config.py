@@ -134,7 +134,7 @@ class Config:
     def full_momenta(self) -> int:
         """How many momenta, fastest first, are kept per element: up to the slowest one that a
         per-element MLP input reads (rule v2's `adam_for_vectors` reads the fastest). The
-        others are kept at the statistics sample only (`accumulators.SampledMomenta`)."""
+        others are kept at the statistics sample only (`accumulators.SharedMoments`)."""
         from velo.lopt.features import PER_ELEMENT_FEATURES
 
         kept = set(PER_ELEMENT_FEATURES) - set(self.dropped_inputs)

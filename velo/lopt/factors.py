@@ -6,9 +6,11 @@ what the MLP's first layer makes of them. Computed tensor by tensor, this small 
 the compiled program (XLA on CPU compiles each kernel separately); here the scales, the factors
 and their statistics are computed once for all tensors on buffers that concatenate every
 tensor's factors (`segments.Segments`), so they compile to the same few kernels whatever the
-model. Only the factor features' share of the MLP (`group_shares`) is one small matmul per
-shape group: written on the concatenated buffers, with a weight gathered per entry, XLA
-materialised the gathered weights and made a transformer's update 2x slower.
+model. The factored moments themselves live on these buffers (`accumulators.SharedMoments`,
+updated by `accumulate`), so their EMAs are one kernel each too. Only the factor features' share
+of the MLP (`group_shares`) is one small matmul per shape group: written on the concatenated
+buffers, with a weight gathered per entry, XLA materialised the gathered weights and made a
+transformer's update 2x slower.
 
 Buffers, tensors in group order (`groups.Groups`), each tensor's entries flattened:
   rows: ``[3, R]``: for rank >= 2 the ``prod(S[:-1])`` row factors; below rank 2 the full
@@ -29,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from velo.lopt.accumulators import TensorMoments, debias, is_factored
+from velo.lopt import sampling
+from velo.lopt.accumulators import SharedMoments, debias, init_shared, is_factored, update_shared
 from velo.lopt.config import Config
 from velo.lopt.groups import Groups
 from velo.lopt.segments import Segments
@@ -101,15 +104,30 @@ class FactorLayout:
         """Index of each group's first tensor."""
         return tuple(int(o) for o in np.cumsum((0, *self.group_sizes[:-1])))
 
-    def concat(self, stacks: list[jax.Array | None], channels: int) -> jax.Array:
-        """Per group ``[k, channels, *shape]`` factor stacks (None for none) ->
-        ``[channels, total]``."""
-        parts = [
-            jnp.moveaxis(x.reshape(*x.shape[:2], -1), 0, 1).reshape(channels, -1)
-            for x in stacks
-            if x is not None
-        ]
-        return jnp.concatenate(parts, axis=-1) if parts else jnp.zeros((channels, 0))
+    def join(self, stacks: list[jax.Array | None]) -> jax.Array:
+        """Per group ``[k, *shape]`` stacks (None for none) -> ``[total]``, tensors in group
+        order, each flattened. A 1-D concatenation: XLA on CPU fuses it, and the ops that make
+        its operands, into its consumer; a concatenation along the last axis of ``[c, n]``
+        pieces it wrote out, with a kernel for each operand."""
+        parts = [x.reshape(-1) for x in stacks if x is not None]
+        return jnp.concatenate(parts) if parts else jnp.zeros((0,))
+
+    def samples(self, kind: str) -> Segments:
+        """The statistics-sample buffer (`SharedMoments.sampled`): each tensor's
+        `sampling.size` entries for `Config.stats_sample` ``kind``."""
+        return Segments(tuple(sampling.size(s, kind) for s in self.tensor_shapes))
+
+    def zero_moments(self, config: Config) -> SharedMoments:
+        """Zero `SharedMoments` for these tensors."""
+        samples = self.samples(config.stats_sample).size
+        return init_shared(self.rows.size, self.cols.size, samples, config)
+
+    def group_samples(self, buffer: jax.Array | None, group: int, kind: str):
+        """``[c, N]`` sample buffer -> group ``group``'s ``[k, c, n]`` (None for None)."""
+        if buffer is None:
+            return None
+        n = sampling.size(self.shapes[group], kind)
+        return self._unconcat(self.samples(kind), buffer, group, (n,))
 
     def group_rows(self, buffer: jax.Array, group: int) -> jax.Array:
         """``[c, R]`` -> group ``group``'s ``[k, c, *row shape]``, broadcastable to its tensors."""
@@ -163,12 +181,29 @@ class Scales(NamedTuple):
     col_scale: jax.Array
 
 
-def scales(moments: list[TensorMoments], layout: FactorLayout, count: jax.Array, config: Config):
-    """`Scales` of all tensors from per-group ``moments`` that have seen ``count`` >= 1
-    gradients."""
-    channels = len(config.factored_decays)
-    raw_rows = layout.concat([m.rows for m in moments], channels)
-    raw_cols = layout.concat([m.cols for m in moments], channels)
+def accumulate(
+    shared: SharedMoments, g: list[jax.Array], squares: list, layout: FactorLayout,
+    config: Config, skip=None,
+) -> SharedMoments:
+    """`accumulators.update_shared` on the float32 per-group ``[k, *S]`` gradients ``g`` and
+    their `accumulators.gradient_squares` (leading ``[k]`` axes), each kind concatenated over all
+    tensors (``skip`` as in `accumulators.update_moments`; the squares, which `scale_by_lopt`
+    does not zero, are zeroed here, on the concatenations)."""
+    sample = None
+    if shared.sampled is not None:
+        take = functools.partial(sampling.take, kind=config.stats_sample)
+        sample = layout.join([jax.vmap(lambda x: take(x, x.shape))(x) for x in g])
+    rows, cols = (layout.join(list(s)) for s in zip(*squares, strict=True))
+    if skip is not None:
+        rows, cols = (jnp.where(skip, 0.0, x) for x in (rows, cols))
+    return update_shared(shared, rows, cols, sample, config, skip)
+
+
+def scales(moments: SharedMoments, layout: FactorLayout, count: jax.Array, config: Config):
+    """`Scales` of all tensors from their `SharedMoments` after ``count`` >= 1 gradients."""
+    raw_rows, raw_cols = moments.rows, moments.cols
+    if raw_cols is None:
+        raw_cols = jnp.zeros((len(config.factored_decays), 0))
     s = layout.rows.mean(raw_rows[-1]) * debias(config.factored_decays[-1], count) + TINY
     inv_root = jax.lax.rsqrt(s)
     momenta_scale = debias(jnp.asarray(config.momentum_decays), count) * inv_root[:, None]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from velo.lopt import sampling
-from velo.lopt.accumulators import SampledMomenta, TensorMoments
+from velo.lopt.accumulators import TensorMoments
 from velo.lopt.config import Config
 from velo.lopt.factors import EPS, TINY, FactorLayout, Scales, square_means
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, loss_features
@@ -123,7 +123,10 @@ class ElementInputs(NamedTuple):
     Attributes:
       p: ``S`` parameters.
       raw_g: ``S`` gradient.
-      raw_momenta: ``[3, *S]`` momentum EMAs, not bias-corrected, or their `SampledMomenta`.
+      raw_momenta: ``[k, *S]`` EMAs of the first k = `Config.full_momenta` momenta, not
+        bias-corrected.
+      raw_sampled: ``[3 - k, n]`` EMAs of the others at the statistics sample of the tensor
+        (`accumulators.SharedMoments.sampled`), or None (k = 3).
       raw_second: ``S`` second-moment EMA, not bias-corrected.
       inv_root: scalar 1 / sqrt(s).
       momenta_scale: ``[3, 1, ...]`` bias correction / sqrt(s) of each momentum.
@@ -137,6 +140,7 @@ class ElementInputs(NamedTuple):
     p: jax.Array
     raw_g: jax.Array
     raw_momenta: jax.Array
+    raw_sampled: jax.Array | None
     raw_second: jax.Array
     inv_root: jax.Array
     momenta_scale: jax.Array
@@ -152,10 +156,8 @@ class ElementInputs(NamedTuple):
     @property
     def momenta(self) -> tuple[jax.Array | None, ...]:
         """3 x ``S``: bias-corrected momenta / sqrt(s), fast to slow; None for those kept at
-        the statistics sample only (`SampledMomenta`)."""
-        raw = self.raw_momenta
-        full = raw.full if isinstance(raw, SampledMomenta) else raw
-        scaled = [m * c for m, c in zip(full, self.momenta_scale, strict=False)]
+        the statistics sample only (`raw_sampled`)."""
+        scaled = [m * c for m, c in zip(self.raw_momenta, self.momenta_scale, strict=False)]
         return (*scaled, *(None,) * (len(self.momenta_scale) - len(scaled)))
 
     @property
@@ -173,15 +175,16 @@ class ElementInputs(NamedTuple):
 
 
 def group_inputs(
-    p: jax.Array, g: jax.Array, moments: TensorMoments, x: Scales, layout: FactorLayout, group: int
+    p: jax.Array, g: jax.Array, moments: TensorMoments, sampled: jax.Array | None, x: Scales,
+    layout: FactorLayout, group: int,
 ) -> ElementInputs:
     """``ElementInputs`` of group ``group``'s tensors, every field with a leading ``[k]`` axis,
-    from its float32 ``[k, *S]`` stacks ``p``, ``g`` and ``moments``, and the `Scales` of all
-    tensors."""
+    from its float32 ``[k, *S]`` stacks ``p``, ``g`` and ``moments``, its ``[k, 3 - k', n]``
+    sampled momenta (`FactorLayout.group_samples`, or None) and the `Scales` of all tensors."""
     ones = (1,) * (p.ndim - 1)
     momenta_scale = layout.group_slice(x.momenta_scale, group)
     return ElementInputs(
-        p, g, moments.momenta, moments.second,
+        p, g, moments.momenta, sampled, moments.second,
         inv_root=layout.group_slice(x.inv_root, group).reshape(-1, *ones),
         momenta_scale=momenta_scale.reshape(*momenta_scale.shape, *ones),
         second_scale=layout.group_slice(x.second_scale, group).reshape(-1, *ones),
@@ -313,14 +316,14 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInputs:
     """Every input flattened over ``shape`` (leading stack axes kept) to the statistics sample
-    (`sampling.take`) of ``kind`` (`Config.stats_sample`); momenta kept at the sample only
-    (`SampledMomenta`) already are, and join the others in decay order."""
-    raw = x.raw_momenta
-    taken = jax.tree.map(lambda a: sampling.take(a, shape, kind), x._replace(raw_momenta=None))
-    if isinstance(raw, SampledMomenta):
-        momenta = jnp.concatenate([sampling.take(raw.full, shape, kind), raw.sampled], axis=-2)
-    else:
-        momenta = None if raw is None else sampling.take(raw, shape, kind)
+    (`sampling.take`) of ``kind`` (`Config.stats_sample`); the momenta kept at the sample only
+    (`raw_sampled`) already are, and join the others in decay order."""
+    taken = jax.tree.map(
+        lambda a: sampling.take(a, shape, kind), x._replace(raw_momenta=None, raw_sampled=None)
+    )
+    momenta = None if x.raw_momenta is None else sampling.take(x.raw_momenta, shape, kind)
+    if x.raw_sampled is not None:
+        momenta = jnp.concatenate([momenta, x.raw_sampled], axis=-2)
     return taken._replace(raw_momenta=momenta)
 
 

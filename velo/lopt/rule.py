@@ -21,7 +21,8 @@ from velo.lopt.features import ElementInputs
 
 # (step output [n], steps done [] int32, num_steps, config) -> [n] step sizes.
 TensorSteps = Callable[[jax.Array, jax.Array, object, Config], jax.Array]
-# (MLP outputs, element inputs, feature RMS [F], RMS of the tensor at init [], step [],
+# (MLP outputs, element inputs, feature RMS [F], RMS of the tensor at init [] (None unless
+# `Config.scale_reference` is "initial"), step [],
 # weight decay, config) -> update of one tensor, in the tensor's shape (float32).
 TensorUpdate = Callable[
     [list[jax.Array], ElementInputs, jax.Array, jax.Array, jax.Array, object, Config], jax.Array

@@ -4,7 +4,7 @@ A tensor of up to `STATS_SAMPLE` elements is summarised over all of them; a larg
 fixed sample of about that many: every k-th element (``"strided"``) or every k-th run of
 `SAMPLE_BLOCK` contiguous elements (``"blocks"``, k odd). Being fixed, the sample keeps results
 deterministic and identical sharded or not; momenta that the per-parameter MLP never reads per
-element are kept at the sample only (`Config.sampled_momenta`).
+element are kept at the sample only (`accumulators.SharedMoments.sampled`).
 """
 
 from __future__ import annotations

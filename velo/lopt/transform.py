@@ -2,8 +2,9 @@
 
 One step of `scale_by_lopt`, for a model with n float tensors, reads top to bottom:
 
-1. **accumulate**: fold each gradient into its tensor's moments (`accumulators.py`) and the
-   loss into the loss buffer (`loss_buffer.py`);
+1. **accumulate**: fold each gradient into its tensor's full-size moments (`accumulators.py`),
+   into the small moments of all tensors at once, each kind on one buffer (`factors.accumulate`),
+   and the loss into the loss buffer (`loss_buffer.py`);
 2. **summarise**: every tensor's scalars and Adafactor factors are computed at once on
    buffers that concatenate all tensors' factors (`factors.py`); one fused reduction over (a
    sample of) each tensor gives its element statistics; one batched computation over all
@@ -38,7 +39,13 @@ import optax
 from velo import guard
 from velo.lopt import checkpoint as ckpt
 from velo.lopt import factors, param_mlp, rules
-from velo.lopt.accumulators import TensorMoments, gradient_squares, init_moments, update_moments
+from velo.lopt.accumulators import (
+    SharedMoments,
+    TensorMoments,
+    gradient_squares,
+    init_moments,
+    update_moments,
+)
 from velo.lopt.config import Config
 from velo.lopt.factors import FactorLayout
 from velo.lopt.features import (
@@ -55,6 +62,10 @@ from velo.lopt.groups import Groups
 from velo.lopt.hypernet import Carry, make_hypernet, zero_carry
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, update_loss_buffer
 
+# Version of the `ScaleByLOptState` tree, saved with meta-training's inner training states: an
+# older one cannot be restored into this code's (2: `SharedMoments`, `init_rms` only when read).
+STATE_LAYOUT = 2
+
 
 class ScaleByLOptState(NamedTuple):
     """State of `scale_by_lopt`.
@@ -64,17 +75,21 @@ class ScaleByLOptState(NamedTuple):
       moments: one `TensorMoments` per shape group of trained leaves (`groups.Groups`), each
         array with a leading axis over the group's tensors. Integer, boolean and size-0 leaves
         are left alone and have none.
+      shared: the `SharedMoments` of all trained tensors: factored second moments and the
+        momenta kept at the statistics sample only.
       loss: the `LossBuffer`.
       lstm: LSTM carry ``(c, h)``, each ``[n_float_tensors, lstm_size]``, tensors in group order.
-      init_rms: per shape group, ``[group size]`` RMS of each tensor at `init` (rule v2 can
-        measure its steps against it, `Config.scale_reference`).
+      init_rms: ``[n_float_tensors]`` RMS of each tensor at `init`, tensors in group order,
+        for `Config.scale_reference` ``"initial"`` (rule v2 then measures its steps against it);
+        None otherwise, so that the step does not copy an array it never reads.
     """
 
     count: jax.Array
     moments: tuple[TensorMoments, ...]
+    shared: SharedMoments
     loss: LossBuffer
     lstm: Carry
-    init_rms: tuple[jax.Array, ...]
+    init_rms: jax.Array | None
 
 
 # `optax_lopt`'s state: `guard.GuardState(inner=ScaleByLOptState, skipped)`.
@@ -182,11 +197,15 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
     def init_fn(params):
         leaves = jax.tree.leaves(params)
         groups = _trained_groups(leaves)
+        layout = FactorLayout.from_groups(groups, leaves)
         moments = groups.zeros(leaves, functools.partial(init_moments, config=config))
         zero = jnp.zeros((), jnp.int32)
         carry = zero_carry(groups.num_tensors, config)
-        init_rms = tuple(_rms_per_tensor(p) for p in groups.stack(leaves))
-        return ScaleByLOptState(zero, moments, init_loss_buffer(config), carry, init_rms)
+        init_rms = None
+        if config.scale_reference == "initial":
+            init_rms = jnp.concatenate([_rms_per_tensor(p) for p in groups.stack(leaves)])
+        loss = init_loss_buffer(config)
+        return ScaleByLOptState(zero, moments, layout.zero_moments(config), loss, carry, init_rms)
 
     def step_fn(updates, state, params, loss, guarded):
         _check_call(loss, params)
@@ -202,28 +221,30 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
         if guarded:
             finite = _all_finite(loss, squares)
             skip = ~finite
-            g, p, squares, loss = jax.tree.map(
-                lambda x: jnp.where(finite, x, 0.0), (g, p, squares, loss)
-            )
+            g, p, loss = jax.tree.map(lambda x: jnp.where(finite, x, 0.0), (g, p, loss))
 
         # 1. Accumulate.
         decays = loss_decays(num_steps, config)
         losses = update_loss_buffer(state.loss, loss, state.count, decays)
         accumulate = functools.partial(update_moments, config=config, skip=skip)
-        moments = [jax.vmap(accumulate)(*t) for t in zip(state.moments, g, squares, strict=True)]
+        moments = [jax.vmap(accumulate)(m, x) for m, x in zip(state.moments, g, strict=True)]
+        shared = factors.accumulate(state.shared, g, squares, layout, config, skip)
         # 2. Summarise.
-        scales = factors.scales(moments, layout, count, config)
+        scales = factors.scales(shared, layout, count, config)
+        sampled = [
+            layout.group_samples(shared.sampled, i, config.stats_sample) for i in range(len(g))
+        ]
         inputs = [
             group_inputs(*t, scales, layout, i)
-            for i, t in enumerate(zip(p, g, moments, strict=True))
+            for i, t in enumerate(zip(p, g, moments, sampled, strict=True))
         ]
         means = all_sample_means(inputs, config.dropped_inputs, config.stats_sample)
         summary = summaries(means, scales, layout, config.dropped_inputs)
         tensor_feats, feature_rms = summary_features(summary)
-        shared = global_features(state.count, num_steps, losses, decays, config)
+        common = global_features(state.count, num_steps, losses, decays, config)
         # 3. Hypernetwork.
         lstm_in = jnp.concatenate(
-            [jnp.broadcast_to(shared, (len(tensor_feats), len(shared))), tensor_feats], axis=1
+            [jnp.broadcast_to(common, (len(tensor_feats), len(common))), tensor_feats], axis=1
         )
         carry, logits, step_output = hypernet.apply(
             {"params": meta_params["hypernet"]}, lstm_in, state.lstm
@@ -240,7 +261,7 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
                 (count, losses, carry),
                 (state.count, state.loss, state.lstm),
             )
-        new_state = ScaleByLOptState(count, tuple(moments), losses, carry, state.init_rms)
+        new_state = ScaleByLOptState(count, tuple(moments), shared, losses, carry, state.init_rms)
         # 4. Per-element rule.
         element = functools.partial(_element_update, rule, config, weight_decay)
         out = []
@@ -249,7 +270,8 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
                 lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
             )
             shares = factors.group_shares(*factor_weights, factor_feats, layout, i)
-            out.append(jax.vmap(element)(per_tensor, state.init_rms[i], x, shares))
+            init_rms = None if state.init_rms is None else layout.group_slice(state.init_rms, i)
+            out.append(jax.vmap(element)(per_tensor, init_rms, x, shares))
         return treedef.unflatten(groups.unstack(out, leaves)), new_state, finite
 
     return init_fn, step_fn
