@@ -271,10 +271,14 @@ def summaries(
     ``[n, 4 + len(measured(dropped))]`` `sample_means` and the factors' square means. A dropped
     feature's mean square is set to 1 (its RMS normalises nothing); this is done here, once for
     all tensors, rather than per shape group."""
-    kept = [PER_ELEMENT_FEATURES.index(n) for n in measured(dropped)]
+    # Built with statistics on the leading axis, as in `summary_features`: XLA then fuses the
+    # concatenations (the transposes cancel).
+    means = means.T
+    kept = {PER_ELEMENT_FEATURES.index(n): i for i, n in enumerate(measured(dropped), 4)}
     if len(kept) < PER_ELEMENT:
-        squares = jnp.ones((len(means), PER_ELEMENT), means.dtype).at[:, kept].set(means[:, 4:])
-        means = jnp.concatenate([means[:, :4], squares], axis=1)
+        one = jnp.ones_like(means[:1])
+        squares = [means[kept[i], None] if i in kept else one for i in range(PER_ELEMENT)]
+        means = jnp.concatenate([means[:4], *squares])
     rows, cols, slow = square_means(x, layout)
     ranks = np.minimum([len(s) for s in layout.tensor_shapes], MAX_RANK)
     sizes = [math.prod(s) for s in layout.tensor_shapes]
@@ -283,9 +287,9 @@ def summaries(
     ).astype(np.float32)
     # `SUMMARY` order: the sample means hold mean_p, mean_m and the per-element squares, and
     # the factor squares follow them, completing "mean_square" in table order.
-    summary = jnp.concatenate([means, rows, cols, slow, static], axis=1)
-    assert summary.shape[1] == SUMMARY_SIZE, "summaries disagree with SUMMARY"
-    return summary
+    summary = jnp.concatenate([means, rows.T, cols.T, slow.T, static.T])
+    assert summary.shape[0] == SUMMARY_SIZE, "summaries disagree with SUMMARY"
+    return summary.T
 
 
 def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -295,23 +299,27 @@ def summary_features(summary: jax.Array) -> tuple[jax.Array, jax.Array]:
       ``[..., NUM_TENSOR_FEATURES]`` LSTM inputs (`TENSOR_FEATURES`) and
       ``[..., NUM_ELEMENT_FEATURES]`` RMS of each element feature, used to normalise them.
     """
-    p_mean, m_mean = summary[..., SUMMARY["mean_p"]], summary[..., SUMMARY["mean_m"]]
-    squares = summary[..., SUMMARY["mean_square"]]
-    p_ms = squares[..., element_index("p"), None]
-    m_ms = squares[..., [element_index(f"m{i}") for i in (1, 2, 3)]]
-    sqrt_slow, slow, log_slow = jnp.moveaxis(summary[..., SUMMARY["slow"]], -1, 0)
+    # Blocks on the leading axis: XLA on CPU fuses a concatenation along it with the ops that
+    # make its operands; along the last axis it wrote every operand out (a kernel each).
+    x = jnp.moveaxis(summary, -1, 0)
+    p_mean, m_mean = x[SUMMARY["mean_p"]], x[SUMMARY["mean_m"]]
+    squares = x[SUMMARY["mean_square"]]
+    p_ms = squares[element_index("p"), None]
+    m_ms = squares[np.array([element_index(f"m{i}") for i in (1, 2, 3)])]
+    sqrt_slow, slow, log_slow = x[SUMMARY["slow"]]
     lstm = {
         "p_mean": p_mean * jax.lax.rsqrt(p_ms + TINY),
         "p_variance": (p_ms - jnp.square(p_mean)) / (p_ms + TINY),
         "log_m_ms": _log_ratio(m_ms, 1.0),
         "m_mean_ratio": jnp.square(m_mean) / (m_ms + TINY),
-        "slow_spread": _log_ratio(jnp.square(sqrt_slow), slow)[..., None],
-        "slow_log_gap": ((log_slow - jnp.log(slow + EPS)) / 5.0)[..., None],
-        "rank": summary[..., SUMMARY["rank"]],
-        "log_size": summary[..., SUMMARY["log_size"]],
+        "slow_spread": _log_ratio(jnp.square(sqrt_slow), slow)[None],
+        "slow_log_gap": ((log_slow - jnp.log(slow + EPS)) / 5.0)[None],
+        "rank": x[SUMMARY["rank"]],
+        "log_size": x[SUMMARY["log_size"]],
     }
     assert tuple(lstm) == tuple(name for name, _ in TENSOR_FEATURES.blocks)
-    return jnp.concatenate(list(lstm.values()), axis=-1), jnp.sqrt(squares + TINY)
+    feats = jnp.concatenate(list(lstm.values()))
+    return jnp.moveaxis(feats, 0, -1), jnp.moveaxis(jnp.sqrt(squares + TINY), 0, -1)
 
 
 def _sample(x: ElementInputs, shape: tuple[int, ...], kind: str) -> ElementInputs:
