@@ -236,6 +236,48 @@ def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
         np.testing.assert_allclose(inv, jax.lax.rsqrt(estimate + 1e-10), rtol=1e-4)
 
 
+def test_shares_equal_the_products_tensor_by_tensor():
+    """`factors.shares` (a matmul per size class of factor vectors) against each group's
+    weights times its factor features; below rank 2 both kinds of weights apply to the rows."""
+    shapes = [(5, 6), (5, 6), (3,), (2, 3, 4), (), (40, 2), (7,)]
+    leaves = [jnp.zeros(s) for s in shapes]
+    layout = factors.FactorLayout.from_groups(lopt.groups.Groups.from_leaves(leaves), leaves)
+    keys = jax.random.split(jax.random.key(4), 5)
+    n, h = len(shapes), 4
+    w_rows, w_cols = (jax.random.normal(k, (n, 6, h)) for k in keys[:2])
+    bias = jax.random.normal(keys[2], (n, h))
+    feats = (jax.random.normal(keys[3], (6, layout.rows.size)),
+             jax.random.normal(keys[4], (6, layout.cols.size)))  # fmt: skip
+    for group, (row_share, col_share) in enumerate(factors.shares(w_rows, w_cols, bias, feats,
+                                                                  layout)):  # fmt: skip
+        w_r, w_c, b = (layout.group_slice(a, group) for a in (w_rows, w_cols, bias))
+        rows, cols = layout.group_rows(feats[0], group), layout.group_cols(feats[1], group)
+        if cols is None:
+            w_r = w_r + w_c
+            assert col_share is None
+        else:
+            want = jnp.einsum("kfh,kf...->kh...", w_c, cols)
+            np.testing.assert_allclose(col_share, want, rtol=1e-5, atol=1e-5)
+        want = jnp.einsum("kfh,kf...->kh...", w_r, rows)
+        want = want + b.reshape(*b.shape, *(1,) * (rows.ndim - 2))
+        np.testing.assert_allclose(row_share, want, rtol=1e-5, atol=1e-5)
+
+
+def test_size_classes_keep_equal_lengths_together_and_bound_the_padding():
+    lengths = (16384,) * 12 + (0,) + (1024,) * 20 + (10,) + (256,) * 30 + (1000,)
+    classes = factors._size_classes(lengths, slack=0)
+    assert sorted(t for c in classes for t in c) == [t for t, n in enumerate(lengths) if n]
+    for members in classes:
+        assert members == sorted(members)
+        padded = max(lengths[t] for t in members) * len(members)
+        assert padded <= 1.25 * sum(lengths[t] for t in members)
+    for n in set(lengths) - {0}:
+        assert sum(any(lengths[t] == n for t in c) for c in classes) == 1
+    small = (100, 10, 1)  # padding 16k entries costs nothing: the slack merges them
+    assert len(factors._size_classes(small, slack=0)) == 3
+    assert factors._size_classes(small) == [[0, 1, 2]]
+
+
 def test_all_sample_means_stacks_every_tensors_means_in_group_order():
     """`all_sample_means` over groups of different sizes (one sampled) equals `sample_means`
     tensor by tensor, tensors in group order."""

@@ -7,10 +7,8 @@ the compiled program (XLA on CPU compiles each kernel separately); here the scal
 and their statistics are computed once for all tensors on buffers that concatenate every
 tensor's factors (`segments.Segments`), so they compile to the same few kernels whatever the
 model. The factored moments themselves live on these buffers (`accumulators.SharedMoments`,
-updated by `accumulate`), so their EMAs are one kernel each too. Only the factor features' share
-of the MLP (`group_shares`) is one small matmul per shape group: written on the concatenated
-buffers, with a weight gathered per entry, XLA materialised the gathered weights and made a
-transformer's update 2x slower.
+updated by `accumulate`), so their EMAs are one kernel each too. The factor features' share of
+the MLP's first layer (`shares`) is a batched matmul per class of similar-length factor vectors.
 
 Buffers, tensors in group order (`groups.Groups`), each tensor's entries flattened:
   rows: ``[3, R]``: for rank >= 2 the ``prod(S[:-1])`` row factors; below rank 2 the full
@@ -237,9 +235,9 @@ def factor_features(x: Scales) -> tuple[jax.Array, jax.Array]:
     return jnp.concatenate([x.rows, x.inv_rows]), jnp.concatenate([x.cols, x.inv_cols])
 
 
-def group_shares(w_rows, w_cols, bias, feats, layout: FactorLayout, group: int):
-    """The factor features' share of every first-layer unit, for group ``group``'s tensors,
-    computed on their factor vectors (one batched matmul per group and kind of factor).
+def shares(w_rows, w_cols, bias, feats, layout: FactorLayout) -> list[tuple]:
+    """The factor features' share of every first-layer unit, per group, computed on the factor
+    vectors: a few batched matmuls for all tensors (`_segment_products`).
 
     Args:
       w_rows, w_cols: ``[n, 6, H]`` (normalised) first-layer weights of the row and column
@@ -248,17 +246,75 @@ def group_shares(w_rows, w_cols, bias, feats, layout: FactorLayout, group: int):
       bias: ``[n, H]`` first-layer bias, folded into the row share.
       feats: the `factor_features` of all tensors.
       layout: the `FactorLayout`.
-      group: which group.
 
     Returns:
-      ``[k, H, *row shape]``: the bias plus the row features' share, and ``[k, H, *column
-      shape]``: the column features' share (None below rank 2); both broadcast to the tensors.
+      Per group, ``[k, H, *row shape]``: the bias plus the row features' share, and ``[k, H,
+      *column shape]``: the column features' share (None below rank 2); both broadcast to the
+      group's tensors.
     """
-    w_rows, w_cols, bias = (layout.group_slice(a, group) for a in (w_rows, w_cols, bias))
-    rows, cols = layout.group_rows(feats[0], group), layout.group_cols(feats[1], group)
-    if cols is None:
-        w_rows = w_rows + w_cols
-    row_share = jnp.einsum("kfh,kf...->kh...", w_rows, rows)
-    row_share = row_share + bias.reshape(*bias.shape, *(1,) * (rows.ndim - 2))
-    col_share = None if cols is None else jnp.einsum("kfh,kf...->kh...", w_cols, cols)
-    return row_share, col_share
+    w_rows = w_rows + jnp.where(layout.is_vector[:, None, None], w_cols, 0.0)
+    rows = _segment_products(w_rows, feats[0], layout.rows)
+    cols = _segment_products(w_cols, feats[1], layout.cols)
+    out = []
+    for group, shape in enumerate(layout.shapes):
+        start, k = layout.group_starts[group], layout.group_sizes[group]
+        row_share = _group_piece(rows, start, k, _row_shape(shape))
+        row_share = row_share + bias[start : start + k].reshape(k, -1, *(1,) * len(shape))
+        col_shape = _col_shape(shape)
+        col_share = None if col_shape is None else _group_piece(cols, start, k, col_shape)
+        out.append((row_share, col_share))
+    return out
+
+
+def _group_piece(products: dict, start: int, k: int, shape: tuple[int, ...]) -> jax.Array:
+    """Tensors ``start`` to ``start + k - 1``'s ``[k, H, *shape]`` from `_segment_products`.
+    A group's tensors share a size class and sit next to each other in it: one slice, no stack
+    (XLA wrote the operands of a stack of per-tensor slices out, a kernel each)."""
+    array, position = products[start]
+    return array[position : position + k, :, : math.prod(shape)].reshape(k, -1, *shape)
+
+
+def _segment_products(w: jax.Array, buffer: jax.Array, segments: Segments) -> dict:
+    """Per non-empty segment t, where ``w[t].T @ buffer[:, segment t]`` is: ``(products,
+    position)`` with ``products[position, :, :length]`` it (``[H, length]``), from ``[n, F, H]``
+    weights and an ``[F, size]`` buffer.
+
+    Segments of similar length form a size class, padded to its longest (`_size_classes`), and
+    every class is one gather and one batched matmul: a matmul per shape group compiled to
+    three kernels, with its operands sliced out, and a weight gathered per buffer entry was
+    fused by XLA into every elementwise pass that reads the shares.
+    """
+    out: dict = {}
+    for members in _size_classes(segments.lengths):
+        lengths = np.array([segments.lengths[t] for t in members], np.int32)
+        starts = np.array([segments.offsets[t] for t in members], np.int32)
+        pos = np.arange(lengths.max(), dtype=np.int32)
+        valid = pos < lengths[:, None]
+        index = np.where(valid, starts[:, None] + pos, 0)
+        padded = jnp.where(valid, jnp.take(buffer, index, axis=1), 0.0)  # [F, m, width]
+        products = jnp.einsum("mfh,fmw->mhw", w[np.array(members)], padded)
+        out.update({t: (products, j) for j, t in enumerate(members)})
+    return out
+
+
+def _size_classes(lengths: tuple[int, ...], slack: int = 1 << 14) -> list[list[int]]:
+    """The non-empty segments in classes, each in segment order, so that padding a class to its
+    longest member adds at most a quarter of its entries (plus ``slack``). Segments of equal
+    length (a shape group's tensors among them) always share a class: lengths are taken longest
+    first, all segments of a length at once, and join the open class while that bound holds."""
+    by_length: dict[int, list[int]] = {}
+    for t, n in enumerate(lengths):
+        if n:
+            by_length.setdefault(n, []).append(t)
+    classes: list[list[int]] = []
+    for n in sorted(by_length, reverse=True):
+        same = by_length[n]
+        if classes:
+            members = classes[-1]
+            width = lengths[members[0]]
+            total = sum(lengths[m] for m in members) + n * len(same)
+            if width * (len(members) + len(same)) <= 1.25 * total + slack:
+                members += same
+                continue
+        classes.append(list(same))
+    return [sorted(members) for members in classes]

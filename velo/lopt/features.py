@@ -197,7 +197,7 @@ def element_features(x: ElementInputs, dropped: tuple[str, ...] = ()) -> list[ja
     """The `PER_ELEMENT_FEATURES` of the per-parameter MLP (before RMS normalisation), in
     table order, each broadcastable to S; None for the ``dropped`` ones (`Config.dropped_inputs`),
     which are then never computed. (The row and column features act through
-    `factors.group_shares`, on the factor vectors.)
+    `factors.shares`, on the factor vectors.)
 
     Only one transcendental per element (rsqrt of the second moment): the factored ones are
     products of rsqrts of the small row and column vectors.

@@ -118,7 +118,7 @@ def apply(weights: MLPWeights, feats: list[jax.Array], row_share, col_share) -> 
       feats: the tensor's `features.element_features`, each broadcastable to its shape (None
         for a dropped input, whose ``w1`` row is not read).
       row_share: ``[H, ...]`` first-layer bias plus the row features' share
-        (`factors.group_shares`), broadcastable to the tensor's shape.
+        (`factors.shares`), broadcastable to the tensor's shape.
       col_share: ``[H, ...]`` the column features' share, or None (rank < 2).
 
     Returns:

@@ -264,12 +264,12 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
         new_state = ScaleByLOptState(count, tuple(moments), shared, losses, carry, state.init_rms)
         # 4. Per-element rule.
         element = functools.partial(_element_update, rule, config, weight_decay)
+        all_shares = factors.shares(*factor_weights, factor_feats, layout)
         out = []
-        for i, x in enumerate(inputs):
+        for i, (x, shares) in enumerate(zip(inputs, all_shares, strict=True)):
             per_tensor = jax.tree.map(
                 lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
             )
-            shares = factors.group_shares(*factor_weights, factor_feats, layout, i)
             init_rms = None if state.init_rms is None else layout.group_slice(state.init_rms, i)
             out.append(jax.vmap(element)(per_tensor, init_rms, x, shares))
         return treedef.unflatten(groups.unstack(out, leaves)), new_state, finite
