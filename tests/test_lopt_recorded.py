@@ -115,8 +115,8 @@ def test_momenta_kept_at_the_sample_give_the_same_updates():
     assert lean.full_momenta == 1
     params = model_params()
     state = lopt.optax_lopt(20, meta_params=meta_params, config=lean).init(params)
-    big = [m.momenta for m in state.inner.moments if m.second.shape[1:] == (300, 240)][0]
-    assert big.shape == (1, 1, 300, 240)
+    big = [m.ema for m in state.inner.moments if m.ema.shape[2:] == (300, 240)][0]
+    assert big.shape == (1, 2, 300, 240)  # one tensor: its fastest momentum and second moment
     n = sum(lopt.sampling.size(x.shape, lean.stats_sample) for x in jax.tree.leaves(params))
     assert state.inner.shared.sampled.shape == (2, n) and n < 72000 // 2
     full = dataclasses.replace(lean, dropped_inputs=("g",))

@@ -8,7 +8,6 @@ per tensor, so early steps are not dominated by the zero init.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -21,14 +20,13 @@ class TensorMoments(NamedTuple):
     """Full-size accumulators of one parameter tensor of shape ``S``.
 
     Attributes:
-      momenta: ``[k, *S]``, EMAs of g at the first k = `Config.full_momenta` of
-        `Config.momentum_decays` (stacked, so they are updated by one array op); the others are
-        kept at the statistics sample only (`SharedMoments.sampled`).
-      second: ``S``, EMA of g**2 at `Config.second_moment_decay`.
+      ema: ``[k + 1, *S]``: the EMAs of g at the first k = `Config.full_momenta` of
+        `Config.momentum_decays`, then the EMA of g**2 at `Config.second_moment_decay`. One
+        array, so that XLA updates them in one kernel that reads g once (as two arrays, two);
+        the other momenta are kept at the statistics sample only (`SharedMoments.sampled`).
     """
 
-    momenta: jax.Array
-    second: jax.Array
+    ema: jax.Array
 
 
 class SharedMoments(NamedTuple):
@@ -59,8 +57,7 @@ def is_factored(shape: tuple[int, ...]) -> bool:
 
 def init_moments(shape: tuple[int, ...], config: Config) -> TensorMoments:
     """Zero full-size accumulators for a tensor of ``shape``."""
-    zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
-    return TensorMoments(zeros((config.full_momenta, *shape)), zeros(shape))
+    return TensorMoments(jnp.zeros((config.full_momenta + 1, *shape), jnp.float32))
 
 
 def init_shared(rows: int, cols: int, samples: int, config: Config) -> SharedMoments:
@@ -80,9 +77,10 @@ def stacked(values: tuple[float, ...], ndim: int) -> jax.Array:
     return jnp.asarray(values, jnp.float32).reshape(-1, *(1,) * ndim)
 
 
-def _ema(old: jax.Array, new: jax.Array, decay, skip=None) -> jax.Array:
-    """``decay * old + (1 - decay) * new``; ``old`` itself where ``skip`` (decay 1, weight 0)."""
-    weight = 1.0 - decay
+def _ema(old: jax.Array, new: jax.Array, decay, skip=None, weight=None) -> jax.Array:
+    """``decay * old + weight * new``, weight ``1 - decay`` by default; ``old`` itself where
+    ``skip`` (decay 1, weight 0)."""
+    weight = 1.0 - decay if weight is None else weight
     if skip is not None:
         decay, weight = jnp.where(skip, 1.0, decay), jnp.where(skip, 0.0, weight)
     return decay * old + weight * new
@@ -112,11 +110,15 @@ def update_moments(
     accumulators come back unchanged provided ``g`` is finite (`scale_by_lopt` zeroes it); the
     EMAs of a step that is not skipped are exactly those without ``skip``.
     """
-    decays = stacked(config.momentum_decays[: config.full_momenta], g.ndim)
-    return TensorMoments(
-        _ema(moments.momenta, g, decays, skip),
-        _ema(moments.second, jnp.square(g), config.second_moment_decay, skip),
-    )
+    k = config.full_momenta
+    momenta = stacked(config.momentum_decays[:k], g.ndim)
+    second = jnp.full((1,) * (g.ndim + 1), config.second_moment_decay, jnp.float32)
+    # The weights rounded as when the EMAs were separate arrays: 1 - decay in float32 for the
+    # momenta, in float64 for the second moment.
+    weights = (1.0 - momenta, jnp.full_like(second, 1.0 - config.second_moment_decay))
+    decays, weights = jnp.concatenate([momenta, second]), jnp.concatenate(weights)
+    values = jnp.concatenate([jnp.broadcast_to(g, (k, *g.shape)), jnp.square(g)[None]])
+    return TensorMoments(_ema(moments.ema, values, decays, skip, weights))
 
 
 def update_shared(

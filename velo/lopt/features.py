@@ -184,7 +184,7 @@ def group_inputs(
     ones = (1,) * (p.ndim - 1)
     momenta_scale = layout.group_slice(x.momenta_scale, group)
     return ElementInputs(
-        p, g, moments.momenta, sampled, moments.second,
+        p, g, moments.ema[:, :-1], sampled, moments.ema[:, -1],
         inv_root=layout.group_slice(x.inv_root, group).reshape(-1, *ones),
         momenta_scale=momenta_scale.reshape(*momenta_scale.shape, *ones),
         second_scale=layout.group_slice(x.second_scale, group).reshape(-1, *ones),

@@ -19,6 +19,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.recurrent import DenseParams
 
 from velo.lopt import rules
 from velo.lopt.config import Config
@@ -41,9 +42,13 @@ class Hypernet(nn.Module):
 
     @nn.compact
     def __call__(self, inputs: jax.Array, carry: Carry):
-        embed = nn.Dense(self.lstm_size, name="embed")(inputs)
-        context = nn.relu(nn.Dense(self.lstm_size, name="context")(inputs))
-        x = embed + jnp.max(context, axis=0, keepdims=True)
+        # Both embeddings in one product: XLA splits a product of the concatenated inputs into
+        # one per part, so two products here compiled to four kernels.
+        embed, context = (DenseParams(self.lstm_size, name=n)(inputs) for n in ("embed", "context"))
+        both = inputs @ jnp.concatenate([embed[0], context[0]], axis=1)
+        both = both + jnp.concatenate([embed[1], context[1]])
+        context = nn.relu(both[:, self.lstm_size :])
+        x = both[:, : self.lstm_size] + jnp.max(context, axis=0, keepdims=True)
         carry, out = nn.OptimizedLSTMCell(self.lstm_size, name="lstm")(carry, x)
         # Small heads: the initial optimizer is the hand-designed bank mean at `init_step`,
         # barely modulated by the (random) LSTM until meta-training shapes it.

@@ -63,8 +63,9 @@ from velo.lopt.hypernet import Carry, make_hypernet, zero_carry
 from velo.lopt.loss_buffer import LossBuffer, init_loss_buffer, loss_decays, update_loss_buffer
 
 # Version of the `ScaleByLOptState` tree, saved with meta-training's inner training states: an
-# older one cannot be restored into this code's (2: `SharedMoments`, `init_rms` only when read).
-STATE_LAYOUT = 2
+# older one cannot be restored into this code's (2: `SharedMoments`, `init_rms` only when read;
+# 3: `TensorMoments.ema` holds the momenta and the second moment in one array).
+STATE_LAYOUT = 3
 
 
 class ScaleByLOptState(NamedTuple):
