@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from velo.lopt.config import Config
 
@@ -111,13 +112,12 @@ def update_moments(
     EMAs of a step that is not skipped are exactly those without ``skip``.
     """
     k = config.full_momenta
-    momenta = stacked(config.momentum_decays[:k], g.ndim)
-    second = jnp.full((1,) * (g.ndim + 1), config.second_moment_decay, jnp.float32)
+    decays = (*config.momentum_decays[:k], config.second_moment_decay)
     # The weights rounded as when the EMAs were separate arrays: 1 - decay in float32 for the
     # momenta, in float64 for the second moment.
-    weights = (1.0 - momenta, jnp.full_like(second, 1.0 - config.second_moment_decay))
-    decays, weights = jnp.concatenate([momenta, second]), jnp.concatenate(weights)
+    weights = (*(np.float32(1) - np.float32(d) for d in decays[:k]), 1.0 - decays[k])
     values = jnp.concatenate([jnp.broadcast_to(g, (k, *g.shape)), jnp.square(g)[None]])
+    decays, weights = stacked(decays, g.ndim), stacked(weights, g.ndim)
     return TensorMoments(_ema(moments.ema, values, decays, skip, weights))
 
 

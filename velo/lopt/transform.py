@@ -268,10 +268,10 @@ def _lopt(meta_params, config: Config, num_steps, weight_decay, learning_rate):
         all_shares = factors.shares(*factor_weights, factor_feats, layout)
         out = []
         for i, (x, shares) in enumerate(zip(inputs, all_shares, strict=True)):
-            per_tensor = jax.tree.map(
-                lambda a, i=i: layout.group_slice(a, i), (weights, feature_rms, steps)
+            per_tensor, init_rms = jax.tree.map(  # init_rms may be None: it stays None
+                lambda a, i=i: layout.group_slice(a, i),
+                ((weights, feature_rms, steps), state.init_rms),
             )
-            init_rms = None if state.init_rms is None else layout.group_slice(state.init_rms, i)
             out.append(jax.vmap(element)(per_tensor, init_rms, x, shares))
         return treedef.unflatten(groups.unstack(out, leaves)), new_state, finite
 
