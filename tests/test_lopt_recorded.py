@@ -10,6 +10,7 @@ from a strided sample. Regenerate the record only for a versioned feature change
 """
 
 import dataclasses
+import functools
 import os
 import pathlib
 
@@ -46,12 +47,27 @@ def model_params():
 
 def run(case: dict) -> dict:
     """Parameters after `STEPS` updates with fixed pseudo-random gradients and losses."""
-    opt = lopt.optax_lopt(20, **case)
+    options = dict(case)
+    names = ("checkpoint", "meta_params", "config")
+    meta_params, config = lopt.checkpoint.resolve(*(options.pop(n, None) for n in names))
+    step = _step(config, tuple(sorted(options.items())))
     params = model_params()
-    state = opt.init(params)
+    state = lopt.optax_lopt(20, meta_params=meta_params, config=config, **options).init(params)
+    for t in range(STEPS):
+        params, state = step(meta_params, params, state, t)
+    out = {n: np.asarray(p) for n, p in params.items()}
+    out["big"] = out["big"].reshape(-1)[_BIG_KEEP]
+    return out
+
+
+@functools.cache
+def _step(config, options: tuple):
+    """One compiled step per config and options, shared by the runs that differ only in their
+    meta-parameters (an argument, not a constant of the program)."""
 
     @jax.jit
-    def step(params, state, t):
+    def step(meta_params, params, state, t):
+        opt = lopt.optax_lopt(20, meta_params=meta_params, config=config, **dict(options))
         key = jax.random.fold_in(jax.random.key(5), t)
         keys = jax.random.split(key, len(params))
         grads = {n: (1.0 + t) * jax.random.normal(k, p.shape)
@@ -59,11 +75,7 @@ def run(case: dict) -> dict:
         updates, state = opt.update(grads, state, params, loss=2.0 / (1.0 + t))
         return jax.tree.map(jnp.add, params, updates), state
 
-    for t in range(STEPS):
-        params, state = step(params, state, t)
-    out = {n: np.asarray(p) for n, p in params.items()}
-    out["big"] = out["big"].reshape(-1)[_BIG_KEEP]
-    return out
+    return step
 
 
 def flat(name: str, params: dict) -> dict:

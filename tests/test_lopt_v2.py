@@ -200,11 +200,12 @@ def test_learning_rate_multiplies_the_step(meta_params):
     params, loss_fn = _teacher_mlp()
     loss, g = jax.value_and_grad(loss_fn)(params, jax.random.key(0))
 
+    @jax.jit  # one compiled program for both: the learning rate may be traced
     def first_update(lr):
         opt = lopt.optax_lopt(100, meta_params=meta_params, config=CONFIG, learning_rate=lr)
         return opt.update(g, opt.init(params), params, loss=loss)[0]
 
-    one, two = first_update(None), first_update(2.0)
+    one, two = first_update(1.0), first_update(2.0)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, 2.0 * a, rtol=1e-5), one, two)
     with pytest.raises(ValueError, match="learning_rate"):
         lopt.optax_lopt(100, meta_params=meta_params, config=CONFIG, learning_rate=-1.0)
