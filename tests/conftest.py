@@ -17,3 +17,21 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session", autouse=True)
 def _eight_devices():
     assert jax.device_count() == 8, "conftest must run before anything initialises JAX"
+
+
+# The files that take longest (module fixtures that compile many programs, subprocess runs),
+# started first: `make test` gives whole files to two workers (pytest-xdist), and a long file
+# left for the end would run alone.
+SLOW_FILES = (
+    "test_meta_train_ops.py",
+    "test_tasks.py",
+    "test_lopt.py",
+    "test_lopt_v2.py",
+    "test_lopt_recorded.py",
+    "test_meta_train.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
