@@ -34,10 +34,15 @@ def accumulate(layout, steps):
         for s, k in zip(layout.shapes, layout.group_sizes, strict=True)
     ]
     shared = layout.zero_moments(CONFIG)
-    for g in steps:
+
+    @jax.jit  # one program per step, not one per operation
+    def step(moments, shared, g):
         moments = [update(m, x) for m, x in zip(moments, g, strict=True)]
         squares = [jax.vmap(accumulators.gradient_squares)(x) for x in g]
-        shared = factors.accumulate(shared, g, squares, layout, CONFIG)
+        return moments, factors.accumulate(shared, g, squares, layout, CONFIG)
+
+    for g in steps:
+        moments, shared = step(moments, shared, g)
     return moments, shared
 
 
@@ -215,7 +220,7 @@ def test_factor_buffers_round_trip_and_give_the_adafactor_estimate():
     count = jnp.int32(1)
     slowest = accumulators.debias(CONFIG.factored_decays[-1], count)
     factored = accumulators.debias(jnp.asarray(CONFIG.factored_decays), count)
-    scales = factors.scales(shared, layout, count, CONFIG)
+    scales = jax.jit(lambda shared: factors.scales(shared, layout, count, CONFIG))(shared)
     for group, g in enumerate(grads):
         # This group's raw factored EMAs after one gradient, [k, 3, ...].
         weight = 1.0 - jnp.asarray(CONFIG.factored_decays)
@@ -248,8 +253,8 @@ def test_shares_equal_the_products_tensor_by_tensor():
     bias = jax.random.normal(keys[2], (n, h))
     feats = (jax.random.normal(keys[3], (6, layout.rows.size)),
              jax.random.normal(keys[4], (6, layout.cols.size)))  # fmt: skip
-    for group, (row_share, col_share) in enumerate(factors.shares(w_rows, w_cols, bias, feats,
-                                                                  layout)):  # fmt: skip
+    shares = jax.jit(lambda *args: factors.shares(*args, layout))(w_rows, w_cols, bias, feats)
+    for group, (row_share, col_share) in enumerate(shares):
         w_r, w_c, b = (layout.group_slice(a, group) for a in (w_rows, w_cols, bias))
         rows, cols = layout.group_rows(feats[0], group), layout.group_cols(feats[1], group)
         if cols is None:
@@ -287,7 +292,8 @@ def test_all_sample_means_stacks_every_tensors_means_in_group_order():
                 for _ in range(k)] for s, k in zip(shapes, (2, 1), strict=True)]  # fmt: skip
     groups = [jax.tree.map(lambda *a: jnp.stack(a), *(x for x, _, _ in t)) for t in tensors]
     dropped = ("g", "p")
-    means = features.all_sample_means(groups, dropped, "blocks")
-    expected = [features.sample_means(x, dropped, "blocks") for t in tensors for x, _, _ in t]
+    means = jax.jit(features.all_sample_means, static_argnums=(1, 2))(groups, dropped, "blocks")
+    each = jax.jit(features.sample_means, static_argnums=(1, 2))
+    expected = [each(x, dropped, "blocks") for t in tensors for x, _, _ in t]
     np.testing.assert_allclose(means, np.stack(expected), rtol=1e-6)
     assert means.shape == (3, 4 + len(features.measured(dropped)))

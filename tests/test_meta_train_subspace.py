@@ -62,15 +62,16 @@ def test_subspace_optimizer_is_the_init_optimizer_and_moves_with_the_step_bias(l
         updates, _ = opt.update(grads, state, params, loss=jnp.float32(1.0))
         return updates
 
+    learned = jax.jit(lambda sub: update(learner.optimizer(sub, 100)))  # one program for both
     sub = learner.init(None)
-    same = update(learner.optimizer(sub, 100))
-    want = update(lopt.optax_lopt(100, checkpoint=f"init:{PRESET}"))
+    same = learned(sub)
+    want = jax.jit(lambda: update(lopt.optax_lopt(100, checkpoint=f"init:{PRESET}")))()
     for got, ref in zip(_leaves(same), _leaves(want), strict=True):
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
     # A larger step bias scales every step by exp(b * (tanh(u + 1) - tanh(u))), u ~ 0.
     bigger = jax.tree.map(lambda x: x, sub)
     bigger["hypernet/step"]["bias"] = sub["hypernet/step"]["bias"] + 1.0
-    moved = update(learner.optimizer(bigger, 100))
+    moved = learned(bigger)
     ratio = np.linalg.norm(moved["w"]) / np.linalg.norm(want["w"])
     b = lopt.preset(PRESET).step_bound
     np.testing.assert_allclose(ratio, np.exp(b * np.tanh(1.0)), rtol=0.05)
